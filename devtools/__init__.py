@@ -1,0 +1,1 @@
+"""Contributor tooling: the ComfyUI host harness used by tests, bench and the launcher (not shipped logic)."""

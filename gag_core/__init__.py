@@ -1,0 +1,28 @@
+"""Geometry-Aware Attention Guidance, framework-agnostic torch code (no ComfyUI import).
+
+Public interface (SPEC §5): :func:`entmax`, :func:`guide`, :func:`gag_attention`,
+:class:`GAGSettings`; plus the building blocks the ComfyUI adapters use.
+"""
+
+from .attention import (
+    dense_attention_with_logsumexp,
+    gag_attention,
+    gag_correction,
+    gag_joint_attention,
+    retrieve_dense_and_sparse,
+)
+from .alpha_entmax import entmax
+from .guidance import guidance_terms, guide
+from .settings import GAGSettings
+
+__all__ = [
+    "GAGSettings",
+    "dense_attention_with_logsumexp",
+    "entmax",
+    "gag_attention",
+    "gag_correction",
+    "gag_joint_attention",
+    "guidance_terms",
+    "guide",
+    "retrieve_dense_and_sparse",
+]

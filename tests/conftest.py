@@ -1,0 +1,32 @@
+"""Test harness: puts the real ComfyUI host on sys.path (see devtools/comfy_host.py).
+
+Math tests need only torch. Tests that take the ``comfy`` fixture need the host; they skip
+with a reason when it is absent on a contributor machine and fail in CI (CI=true).
+"""
+
+import os
+
+import pytest
+
+from devtools import comfy_host
+
+HOST_ROOT = comfy_host.comfyui_root()
+if HOST_ROOT is not None:
+    comfy_host.bootstrap()
+
+
+@pytest.fixture(scope="session")
+def comfy():
+    """The ComfyUI root, with ``comfy``, ``nodes`` etc. importable."""
+    if HOST_ROOT is None:
+        message = "no ComfyUI tree: run scripts/setup-dev.sh or set COMFYUI_PATH"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return HOST_ROOT
+
+
+@pytest.fixture(scope="session")
+def pack(comfy):
+    """This repository imported as a custom-node package, as ComfyUI loads it."""
+    return comfy_host.load_pack()

@@ -1,0 +1,97 @@
+"""GAG attention, correction and joint attention against float64 brute force."""
+
+import pytest
+import torch
+
+import gag_core
+from gag_core.attention import _chunked_attention_with_logsumexp
+from gag_reference import reference_cross_attention, reference_joint_attention
+
+SETTINGS = [
+    dict(lam=5.0, zeta=0.0, tau=15.0, alpha=1.5),
+    dict(lam=3.0, zeta=0.4, tau=0.05, alpha=1.5),
+    dict(lam=2.0, zeta=1.0, tau=None, alpha=2.0),
+    dict(lam=1.5, zeta=0.2, tau=2.0, alpha=1.25),
+    dict(lam=0.0, zeta=0.0, tau=None, alpha=1.0, mode="pladis", pladis_scale=3.0),
+]
+
+
+def qkv(seed, b=2, h=3, nq=40, nk=13, d=16, dtype=torch.float32, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    make = lambda n: (torch.randn(b, h, n, d, generator=g) * scale).to(dtype)  # noqa: E731
+    return make(nq), make(nk), make(nk)
+
+
+@pytest.mark.parametrize("params", SETTINGS)
+def test_cross_attention_matches_reference(params):
+    q, k, v = qkv(seed=1)
+    out = gag_core.gag_attention(q, k, v, **params)
+    assert out.shape == q.shape and out.dtype == q.dtype
+    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, **params), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mask_kind", ["bool", "additive"])
+def test_cross_attention_masks(mask_kind):
+    q, k, v = qkv(seed=2)
+    keep = torch.rand(2, 1, 1, 13, generator=torch.Generator().manual_seed(3)) > 0.3
+    keep[..., 0] = True
+    mask = keep if mask_kind == "bool" else torch.zeros(keep.shape).masked_fill(~keep, -1e9)
+    out = gag_core.gag_attention(q, k, v, mask=mask, **SETTINGS[0])
+    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, mask=keep, **SETTINGS[0]), atol=2e-5, rtol=1e-5)
+
+
+def test_alpha_one_gives_dense_attention():
+    q, k, v = qkv(seed=4)
+    out = gag_core.gag_attention(q, k, v, lam=5.0, zeta=0.0, tau=15.0, alpha=1.0)
+    torch.testing.assert_close(out, torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_correction_plus_dense_is_gag_attention():
+    q, k, v = qkv(seed=5)
+    dense = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    correction = gag_core.gag_correction(q, k, v, **SETTINGS[1])
+    torch.testing.assert_close(dense + correction, gag_core.gag_attention(q, k, v, **SETTINGS[1]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("params", SETTINGS)
+def test_joint_attention_matches_reference(params):
+    text_len = 9
+    q, k, v = qkv(seed=6, nq=30, nk=30)
+    out = gag_core.gag_joint_attention(q, k, v, text_len=text_len, **params)
+    reference = reference_joint_attention(q, k, v, text_len=text_len, **params)
+    torch.testing.assert_close(out.double(), reference, atol=2e-5, rtol=1e-5)
+    # text-query rows are the plain joint attention
+    plain = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(out[..., :text_len, :], plain[..., :text_len, :], atol=1e-5, rtol=1e-5)
+
+
+def test_dense_attention_with_logsumexp():
+    q, k, v = qkv(seed=7, nq=50, nk=50)
+    mask = torch.zeros(1, 1, 50, 50)
+    mask[..., 40:] = float("-inf")
+    z = (q.double() @ k.double().transpose(-1, -2)) / 4.0 + mask
+    for out, lse in (gag_core.dense_attention_with_logsumexp(q, k, v, mask),
+                     _chunked_attention_with_logsumexp(q, k, v, mask, chunk=16)):
+        torch.testing.assert_close(lse.double(), z.logsumexp(-1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.double(), torch.softmax(z, -1) @ v.double(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_finite_and_close(dtype):
+    q, k, v = qkv(seed=8, dtype=dtype, scale=4.0)
+    out = gag_core.gag_attention(q, k, v, **SETTINGS[0])
+    assert out.dtype == dtype and bool(torch.isfinite(out).all())
+    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, **SETTINGS[0]), atol=0.1, rtol=0.02)
+    joint = gag_core.gag_joint_attention(q, q, q, text_len=10, **SETTINGS[0])
+    assert joint.dtype == dtype and bool(torch.isfinite(joint).all())
+    torch.testing.assert_close(joint.double(), reference_joint_attention(q, q, q, text_len=10, **SETTINGS[0]),
+                               atol=0.1, rtol=0.02)
+
+
+def test_fully_masked_query_rows_are_finite():
+    q, k, v = qkv(seed=9)
+    keep = torch.ones(2, 3, 40, 13, dtype=torch.bool)
+    keep[:, :, 0] = False
+    out = gag_core.gag_attention(q, k, v, mask=keep, **SETTINGS[0])
+    assert bool(torch.isfinite(out).all())
+    assert torch.equal(out[:, :, 0], torch.zeros_like(out[:, :, 0]))

@@ -1,0 +1,109 @@
+"""α-entmax against the entmax package and against the optimality conditions."""
+
+import pytest
+import torch
+
+import gag_core
+import gag_core.alpha_entmax as entmax_module
+from gag_reference import reference_entmax
+
+ALPHAS = [1.0, 1.25, 1.5, 1.75, 2.0]
+
+
+def random_rows(seed, rows=1200, width=77):
+    g = torch.Generator().manual_seed(seed)
+    scales = torch.tensor([0.1, 1.0, 3.0, 10.0, 100.0])[torch.randint(0, 5, (rows, 1), generator=g)]
+    return torch.randn(rows, width, generator=g) * scales
+
+
+def adversarial_rows(width=77):
+    rows = [
+        torch.zeros(width),                                   # all equal
+        torch.full((width,), 1e4),                            # all equal, huge
+        torch.linspace(-1e4, 1e4, width),                     # ±1e4
+        torch.cat([torch.full((3,), 5.0), torch.zeros(width - 3)]),   # ties at the top
+        torch.cat([torch.tensor([1e4, -1e4]), torch.randn(width - 2)]),
+        torch.tensor([0.5, 0.5] + [0.5 - 1e-7] * (width - 2)),        # near ties
+    ]
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_matches_entmax_package_on_random_rows(alpha):
+    z = random_rows(seed=int(alpha * 100))
+    p = gag_core.entmax(z, alpha)
+    assert p.dtype == torch.float32
+    torch.testing.assert_close(p.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_matches_entmax_package_on_adversarial_rows(alpha):
+    z = adversarial_rows()
+    torch.testing.assert_close(gag_core.entmax(z, alpha).double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("alpha", [1.5, 2.0])
+def test_sorted_fallback_is_exact(alpha, monkeypatch):
+    """With no Newton steps every row goes through the certificate check and the sort-based path."""
+    monkeypatch.setattr(entmax_module, "NEWTON_STEPS", 0)
+    z = torch.cat([random_rows(seed=7, rows=300), adversarial_rows()])
+    torch.testing.assert_close(gag_core.entmax(z, alpha).double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_optimality_conditions_in_float64(alpha):
+    """Brute-force certificate: p sums to 1 and p_i^(α−1) = (α−1) z_i − θ on the support,
+    with (α−1) z_j ≤ θ off it, for one θ per row (alpha > 1); softmax ratios for alpha = 1."""
+    z = random_rows(seed=3, rows=200).double()
+    p = gag_core.entmax(z, alpha)
+    assert p.dtype == torch.float64
+    torch.testing.assert_close(p.sum(-1), torch.ones(z.shape[0], dtype=torch.float64))
+    if alpha == 1.0:
+        torch.testing.assert_close(p.log() - z, (p.log() - z)[:, :1].expand_as(z))
+        return
+    support = p > 0
+    theta = torch.where(support, (alpha - 1) * z - p.pow(alpha - 1), torch.nan)
+    theta_row = theta.nanmean(-1, keepdim=True)
+    assert torch.allclose(torch.where(support, theta, theta_row), theta_row.expand_as(z), atol=1e-9)
+    assert bool(((alpha - 1) * z <= theta_row + 1e-9)[~support].all())
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_masked_keys_get_exact_zero(alpha):
+    z = random_rows(seed=11, rows=50)
+    z[:, ::3] = float("-inf")
+    p = gag_core.entmax(z, alpha)
+    assert bool((p[:, ::3] == 0).all())
+    torch.testing.assert_close(p.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_degenerate_rows(alpha):
+    single = gag_core.entmax(torch.tensor([[3.0], [-1e4]]), alpha)
+    assert torch.equal(single, torch.ones(2, 1))
+    fully_masked = gag_core.entmax(torch.full((2, 5), float("-inf")), alpha)
+    assert torch.equal(fully_masked, torch.zeros(2, 5))
+    equal = gag_core.entmax(torch.full((1, 4), 2.0), alpha)
+    torch.testing.assert_close(equal, torch.full((1, 4), 0.25))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_half_precision_inputs(alpha, dtype):
+    z = torch.cat([random_rows(seed=5, rows=200), adversarial_rows()]).clamp(-6e4, 6e4)
+    p = gag_core.entmax(z.to(dtype), alpha)
+    assert p.dtype == dtype
+    assert bool(torch.isfinite(p).all())
+    reference = reference_entmax(z.to(dtype).double(), alpha)
+    torch.testing.assert_close(p.double(), reference, atol=1e-2, rtol=0)
+
+
+def test_dim_argument():
+    z = torch.randn(4, 9, 6)
+    torch.testing.assert_close(gag_core.entmax(z, 1.5, dim=1), gag_core.entmax(z.transpose(1, 2), 1.5).transpose(1, 2))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.5, float("nan")])
+def test_alpha_out_of_range(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        gag_core.entmax(torch.randn(2, 3), alpha)

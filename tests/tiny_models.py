@@ -1,0 +1,130 @@
+"""Tiny random-weight models built from ComfyUI's own classes (SPEC §4), and a sampler call.
+
+Each builder returns a ``TinyModel``: a ModelPatcher around a real ``comfy.model_base``
+model with shrunk config, conditioning in the shape that model expects, and an empty
+latent. Weights are random (std 0.02) and seeded, so two builds are identical.
+"""
+
+import dataclasses
+
+import torch
+
+CPU = torch.device("cpu")
+
+
+@dataclasses.dataclass
+class TinyModel:
+    patcher: object
+    positive: list
+    negative: list
+    latent: torch.Tensor
+
+
+def _finish(model_config, model_class, positive, negative, latent, dtype=torch.float32):
+    import comfy.model_patcher
+
+    model_config.set_inference_dtype(dtype, None)
+    model = model_class(model_config, device=CPU)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.diffusion_model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    model.diffusion_model.to(dtype)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=CPU, offload_device=CPU)
+    return TinyModel(patcher, positive, negative, latent)
+
+
+def _text(tokens, width, seed, **extra):
+    generator = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, width, generator=generator), dict(extra)]]
+
+
+def sdxl(dtype=torch.float32, batch=1):
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.SDXL({
+        "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+        "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4, "out_channels": 4,
+        "model_channels": 32, "num_res_blocks": [1, 1], "channel_mult": [1, 2],
+        "transformer_depth": [0, 2], "transformer_depth_output": [0, 0, 1, 1], "transformer_depth_middle": 1,
+        "context_dim": 64, "use_linear_in_transformer": True, "use_temporal_attention": False,
+        "use_temporal_resblock": False, "dtype": dtype,
+    })
+    config.unet_config["num_head_channels"] = 16   # SDXL forces 64, which gives 0 heads at 32 channels
+    pooled = {"pooled_output": torch.randn(1, 1280, generator=torch.Generator().manual_seed(5))}
+    return _finish(config, comfy.model_base.SDXL, _text(77, 64, 1, **pooled), _text(77, 64, 2, **pooled),
+                   torch.zeros(batch, 4, 16, 16), dtype)
+
+
+def sd15(dtype=torch.float32, batch=1):
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.SD15({
+        "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+        "adm_in_channels": None, "in_channels": 4, "out_channels": 4, "model_channels": 32,
+        "num_res_blocks": [1, 1], "channel_mult": [1, 2], "transformer_depth": [1, 1],
+        "transformer_depth_output": [1, 1, 1, 1], "transformer_depth_middle": 1,
+        "context_dim": 48, "use_linear_in_transformer": False, "use_temporal_attention": False,
+        "use_temporal_resblock": False, "dtype": dtype,
+    })
+    config.unet_config["num_heads"] = 2
+    return _finish(config, comfy.model_base.BaseModel, _text(77, 48, 1), _text(77, 48, 2),
+                   torch.zeros(batch, 4, 16, 16), dtype)
+
+
+def flux(dtype=torch.float32, batch=1):
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.Flux({
+        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 32, "context_in_dim": 64,
+        "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2,
+        "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True, "guidance_embed": True,
+    })
+    extra = {"pooled_output": torch.randn(1, 32, generator=torch.Generator().manual_seed(5)), "guidance": 3.5}
+    return _finish(config, comfy.model_base.Flux, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
+                   torch.zeros(batch, 16, 16, 16), dtype)
+
+
+def flux2(dtype=torch.float32, batch=1):
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.Flux2({
+        "image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None,
+        "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 3.0, "num_heads": 2, "depth": 2,
+        "depth_single_blocks": 2, "axes_dim": [8, 8, 8, 8], "theta": 2000, "patch_size": 1,
+        "qkv_bias": False, "guidance_embed": True, "global_modulation": True, "mlp_silu_act": True,
+        "ops_bias": False, "default_ref_method": "index", "ref_index_scale": 10.0,
+    })
+    # model_base.Flux2 inherits Flux.encode_adm, which reads a pooled output it then ignores
+    extra = {"pooled_output": torch.zeros(1, 32), "guidance": 3.5}
+    return _finish(config, comfy.model_base.Flux2, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
+                   torch.zeros(batch, 128, 8, 8), dtype)
+
+
+def qwen_image(dtype=torch.float32, batch=1):
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.QwenImage({
+        "image_model": "qwen_image", "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 2,
+        "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": 64,
+        "axes_dims_rope": (8, 12, 12),
+    })
+    return _finish(config, comfy.model_base.QwenImage, _text(20, 64, 1), _text(20, 64, 2),
+                   torch.zeros(batch, 16, 1, 16, 16), dtype)
+
+
+BUILDERS = {"sdxl": sdxl, "sd15": sd15, "flux": flux, "flux2": flux2, "qwen_image": qwen_image}
+
+
+def sample(model_patcher, tiny: TinyModel, *, steps=2, cfg=2.0, seed=42, sampler="euler", scheduler="simple"):
+    """Run ComfyUI's real KSampler path (``nodes.common_ksampler``); returns the latent."""
+    import nodes
+
+    (out,) = nodes.common_ksampler(model_patcher, seed, steps, cfg, sampler, scheduler,
+                                   tiny.positive, tiny.negative, {"samples": tiny.latent})
+    return out["samples"]
