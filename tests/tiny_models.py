@@ -2,7 +2,7 @@
 
 Each builder returns a ``TinyModel``: a ModelPatcher around a real ``comfy.model_base``
 model with shrunk config, conditioning in the shape that model expects, and an empty
-latent. Weights are random (std 0.02) and seeded, so two builds are identical.
+latent. Weights are random (std 1/√fan_in, biases 0.02) and seeded, so two builds are identical.
 """
 
 import dataclasses
@@ -28,7 +28,9 @@ def _finish(model_config, model_class, positive, negative, latent, dtype=torch.f
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for parameter in model.diffusion_model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+            # unit-variance activations, so attention scores have an O(1) spread and GAG has an effect
+            std = parameter[0].numel() ** -0.5 if parameter.ndim >= 2 else 0.02
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
     model.diffusion_model.to(dtype)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=CPU, offload_device=CPU)
     return TinyModel(patcher, positive, negative, latent)

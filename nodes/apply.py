@@ -1,0 +1,47 @@
+"""Apply GAG to a ModelPatcher: detect the architecture, clone, install the adapter."""
+
+import logging
+
+from . import joint_attention, unet_cross_attention
+from .architectures import JOINT_ATTENTION, UNET_CROSS_ATTENTION, detect
+from .gate import GuidanceGate
+from .options import NodeSettings
+
+log = logging.getLogger(__name__)
+
+
+def available_blocks(architecture, diffusion_model) -> dict:
+    """Block kind → sorted indices that have guidable attention in this model."""
+    if architecture.flavour == UNET_CROSS_ATTENTION:
+        found = {}
+        for kind, number, _ in unet_cross_attention.cross_attention_layers(diffusion_model):
+            found.setdefault(kind, set()).add(number)
+        return {kind: sorted(numbers) for kind, numbers in found.items()}
+    return {kind: list(range(len(getattr(diffusion_model, attribute))))
+            for kind, attribute in architecture.block_lists}
+
+
+def apply_gag(model_patcher, settings: NodeSettings | None = None, *, on_call=None):
+    """Return a clone of ``model_patcher`` with GAG installed; the input is never modified.
+
+    Raises UnsupportedModelError for models without a supported attention flavour and
+    ValueError when ``settings.blocks`` selects no attention layer of this model.
+    ``on_call(transformer_options)`` (optional) is called on every guided attention call.
+    """
+    settings = settings or NodeSettings()
+    diffusion_model = model_patcher.model.diffusion_model
+    architecture = detect(diffusion_model)
+    selection = settings.blocks.resolve(architecture.default_blocks)
+    available = available_blocks(architecture, diffusion_model)
+    if not any(selection.includes(kind, index) for kind, indices in available.items() for index in indices):
+        listing = ", ".join(f"{kind} {indices[0]}-{indices[-1]}" for kind, indices in available.items()) or "none"
+        raise ValueError(f"blocks selects no attention layer of {architecture.name} (it has: {listing})")
+
+    patched = model_patcher.clone()
+    gate = GuidanceGate.for_model(patched, settings.start_percent, settings.end_percent, settings.cond_only)
+    if architecture.flavour == UNET_CROSS_ATTENTION:
+        unet_cross_attention.install(patched, settings.guidance, selection, gate, on_call)
+    elif architecture.flavour == JOINT_ATTENTION:
+        joint_attention.install(patched, settings.guidance, selection, gate, on_call)
+    log.info("GAG: patched %s (%s blocks: %s)", architecture.name, architecture.flavour, " ".join(selection.kinds()))
+    return patched

@@ -1,0 +1,54 @@
+"""When and on which batch rows a patched attention call guides (shared by both adapters)."""
+
+import dataclasses
+
+import torch
+
+COND = 0  # ComfyUI's cond_or_uncond marker for the conditional chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceGate:
+    """sigma_start ≥ sigma ≥ sigma_end is the active window (ComfyUI convention: the
+    sigmas of start_percent and end_percent). cond_only restricts guidance to the
+    conditional batch chunks."""
+
+    sigma_start: float
+    sigma_end: float
+    cond_only: bool
+
+    @classmethod
+    def for_model(cls, model_patcher, start_percent: float, end_percent: float, cond_only: bool):
+        sampling = model_patcher.get_model_object("model_sampling")
+        return cls(float(sampling.percent_to_sigma(start_percent)),
+                   float(sampling.percent_to_sigma(end_percent)), cond_only)
+
+    def in_window(self, transformer_options: dict) -> bool:
+        sigmas = transformer_options.get("sigmas")
+        if sigmas is None:
+            return True
+        sigma = float(sigmas.max())
+        return self.sigma_end <= sigma <= self.sigma_start
+
+    def rows(self, transformer_options: dict, batch: int) -> torch.Tensor | None:
+        """Batch rows to guide: None for all rows, else an index tensor (possibly empty)."""
+        if not self.cond_only:
+            return None
+        chunks = transformer_options.get("cond_or_uncond")
+        if not chunks or batch % len(chunks):
+            return None
+        per_chunk = batch // len(chunks)
+        rows = [i * per_chunk + j for i, kind in enumerate(chunks) if kind == COND for j in range(per_chunk)]
+        return torch.tensor(rows, dtype=torch.long)
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, N, H·d) → (B, H, N, d)."""
+    b, n, _ = x.shape
+    return x.view(b, n, heads, -1).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, N, d) → (B, N, H·d)."""
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)

@@ -1,0 +1,118 @@
+"""Adapter for joint text-image attention (FLUX.1, FLUX.2, Chroma, Qwen-Image).
+
+Two hooks, both ComfyUI public API, never forked model code:
+- a ``DIFFUSION_MODEL`` wrapper records the text length (``context.shape[1]``) in the
+  call's ``transformer_options``;
+- an ``optimized_attention_override`` guides the selected joint blocks: the dense joint
+  output and its log-sum-exp come from one fused SDPA call, and only the image-query ×
+  text-key block is computed explicitly (SPEC §2, mass preserving). Tokens are text
+  first in every supported model (see architectures.py).
+
+An override already on the model is chained: it runs for every call GAG does not guide,
+and on guided calls it produces the base output that GAG's correction is added to (the
+log-sum-exp then costs one extra fused dense pass).
+"""
+
+import functools
+import inspect
+
+import comfy.patcher_extension
+
+from ..gag_core import dense_attention_with_logsumexp, gag_correction
+from .gate import split_heads
+
+TEXT_LEN_KEY = "gag_text_len"
+WRAPPER_KEY = "gag_text_length"
+OVERRIDE_KEY = "optimized_attention_override"
+
+
+def install(model_patcher, settings, selection, gate, on_call=None) -> None:
+    """Register the wrapper and the override on ``model_patcher`` (a clone)."""
+    model_patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
+                                       record_text_length)
+    options = model_patcher.model_options["transformer_options"].copy()
+    options[OVERRIDE_KEY] = _make_override(settings.guidance_kwargs(), selection, gate,
+                                           options.get(OVERRIDE_KEY), on_call)
+    model_patcher.model_options["transformer_options"] = options
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_signature(function) -> inspect.Signature:
+    return inspect.signature(function)
+
+
+def record_text_length(executor, *args, **kwargs):
+    """DIFFUSION_MODEL wrapper: store the text token count for the attention override."""
+    bound = _forward_signature(executor.original.__func__).bind(executor.class_obj, *args, **kwargs)
+    context = bound.arguments.get("context")
+    options = bound.arguments.get("transformer_options")
+    if context is not None and isinstance(options, dict):
+        options[TEXT_LEN_KEY] = context.shape[1]
+    return executor(*args, **kwargs)
+
+
+def _make_override(guidance: dict, selection, gate, previous, on_call):
+    def base_attention(func, q, k, v, heads, mask, kwargs):
+        if previous is not None:
+            return previous(func, q, k, v, heads, mask=mask, **kwargs)
+        return func(q, k, v, heads, mask=mask, **kwargs)
+
+    def gag_joint_override(func, q, k, v, heads, mask=None, **kwargs):
+        options = kwargs.get("transformer_options") or {}
+        text_len = options.get(TEXT_LEN_KEY)
+        guided = (text_len is not None
+                  and selection.includes(options.get("block_type"), options.get("block_index", -1))
+                  and gate.in_window(options))
+        skip_reshape = kwargs.get("skip_reshape", False)
+        if guided:
+            qh, kh, vh = (q, k, v) if skip_reshape else (split_heads(t, heads) for t in (q, k, v))
+            guided = qh.shape[-2] == kh.shape[-2] > text_len
+        rows = gate.rows(options, q.shape[0]) if guided else None
+        if not guided or (rows is not None and rows.numel() == 0):
+            return base_attention(func, q, k, v, heads, mask, kwargs)
+        if on_call is not None:
+            on_call(options)
+        mask = _four_dims(mask)
+        if previous is None:
+            dense, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
+            out = dense if kwargs.get("skip_output_reshape", False) else dense.transpose(1, 2).reshape(q.shape[0], -1, heads * qh.shape[-1])
+        else:
+            out = base_attention(func, q, k, v, heads, mask, kwargs).clone()  # may alias its inputs
+        if rows is not None:
+            qh, kh, vh = qh[rows], kh[rows], vh[rows]
+            mask = mask[rows] if mask is not None and mask.shape[0] == q.shape[0] else mask
+        if previous is not None or rows is not None:
+            _, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
+        image_text_mask = None
+        if mask is not None:
+            image_text_mask = mask[..., text_len:, :text_len] if mask.shape[-2] > 1 else mask[..., :text_len]
+        correction = gag_correction(qh[..., text_len:, :], kh[..., :text_len, :], vh[..., :text_len, :],
+                                    mask=image_text_mask, joint_logsumexp=lse[..., text_len:], **guidance)
+        return _add_to_image_rows(out, correction, text_len, rows, kwargs.get("skip_output_reshape", False))
+
+    return gag_joint_override
+
+
+def _four_dims(mask):
+    """Host masks may be (N, N), (B, N, N) or (B, H, N, N), as ComfyUI's SDPA backend accepts."""
+    if mask is None:
+        return None
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if mask.ndim == 3:
+        mask = mask.unsqueeze(1)
+    return mask
+
+
+def _add_to_image_rows(out, correction, text_len, rows, heads_first):
+    """Add the (B', H, N_img, d) correction in place to the image-query rows of ``out``
+    (a tensor this adapter owns), which is (B, H, N, d) when ``heads_first`` else (B, N, H·d)."""
+    if not heads_first:
+        correction = correction.transpose(1, 2).reshape(correction.shape[0], correction.shape[2], -1)
+    correction = correction.to(out.dtype)
+    image = out[:, :, text_len:] if heads_first else out[:, text_len:]
+    if rows is None:
+        image += correction
+    else:
+        image.index_add_(0, rows.to(out.device), correction)
+    return out

@@ -1,0 +1,69 @@
+"""Adapter for UNet cross-attention (SD1.5, SD2, SDXL, distilled SDXL): ``attn2`` replacements.
+
+One replacement per selected transformer block, keyed ``(block, number, transformer_index)``
+as ComfyUI's ``BasicTransformerBlock`` looks them up. A replacement already on the model
+(e.g. IPAdapter's, keyed with or without the transformer index) is chained: it still
+produces the base output and GAG adds its correction G − D on top. Without one, GAG
+returns its guided output directly (one shared score map, no second attention pass).
+"""
+
+from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+
+from ..gag_core import gag_attention, gag_correction
+from .gate import merge_heads, split_heads
+
+UNET_BLOCK_LISTS = (("input", "input_blocks"), ("middle", None), ("output", "output_blocks"))
+
+
+def cross_attention_layers(diffusion_model):
+    """Yield ``(block, number, transformer_index)`` for every text cross-attention layer."""
+    for kind, attribute in UNET_BLOCK_LISTS:
+        blocks = [diffusion_model.middle_block] if attribute is None else getattr(diffusion_model, attribute)
+        for number, block in enumerate(blocks):
+            for layer in block:
+                if isinstance(layer, SpatialTransformer):
+                    for index, transformer in enumerate(layer.transformer_blocks):
+                        if getattr(transformer, "attn2", None) is not None:
+                            yield kind, number, index
+
+
+def install(model_patcher, settings, selection, gate, on_call=None) -> int:
+    """Register the replacements on ``model_patcher`` (a clone); returns how many."""
+    existing = model_patcher.model_options["transformer_options"].get("patches_replace", {}).get("attn2", {})
+    count = 0
+    for kind, number, index in cross_attention_layers(model_patcher.model.diffusion_model):
+        if not selection.includes(kind, number):
+            continue
+        previous = existing.get((kind, number, index), existing.get((kind, number)))
+        model_patcher.set_model_attn2_replace(
+            _make_replacement(settings.guidance_kwargs(), gate, previous, on_call), kind, number, index)
+        count += 1
+    return count
+
+
+def _make_replacement(guidance: dict, gate, previous, on_call):
+    def base_attention(q, k, v, extra_options):
+        if previous is not None:
+            return previous(q, k, v, extra_options)
+        return optimized_attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
+                                   transformer_options=extra_options)
+
+    def gag_attn2(q, k, v, extra_options, **kwargs):
+        if not gate.in_window(extra_options):
+            return base_attention(q, k, v, extra_options)
+        heads = extra_options["n_heads"]
+        rows = gate.rows(extra_options, q.shape[0])
+        if rows is not None and rows.numel() == 0:
+            return base_attention(q, k, v, extra_options)
+        if on_call is not None:
+            on_call(extra_options)
+        qh, kh, vh = (split_heads(t, heads) for t in (q, k, v))
+        if previous is None and rows is None:
+            return merge_heads(gag_attention(qh, kh, vh, **guidance))
+        out = base_attention(q, k, v, extra_options)
+        if rows is None:
+            return out + merge_heads(gag_correction(qh, kh, vh, **guidance)).to(out.dtype)
+        correction = merge_heads(gag_correction(qh[rows], kh[rows], vh[rows], **guidance)).to(out.dtype)
+        return out.index_add(0, rows.to(out.device), correction)
+
+    return gag_attn2
