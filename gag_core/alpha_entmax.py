@@ -10,12 +10,16 @@ work on ``y = (α−1)(z − max z)`` (so the largest entry is 0 and the thresho
 ``-inf`` gets all zeros instead of NaN.
 
 Solvers:
-- α ∈ {1.5, 2}: Newton iterations on θ from the left (monotone, no overshoot because
+- α ∈ {1.5, 2}: Newton iterations on θ from a lower bound (monotone, no overshoot because
   f(θ) = Σ(y−θ)_+^{1/(α−1)} − 1 is convex and decreasing), then the exact closed form of θ
-  on the detected support, certified by the KKT condition
-  ``min(y on support) > θ ≥ max(y off support)``. Rows that fail the certificate are
-  solved by the exact sort-based algorithm. The result is exact up to float rounding.
+  on the detected support, certified by the KKT conditions (see ``_newton_then_finish``).
+  Uncertified rows get more Newton steps on their own, then the exact sort-based
+  algorithm. The result is exact up to float rounding.
 - other α ∈ (1, 2): bisection on θ down to float resolution, then renormalisation.
+
+:func:`entmax` allocates its result; :func:`sparse_probs_` is the attention hot path: it
+overwrites the score buffer and writes into caller-owned buffers, so a loop over query
+chunks allocates no map-sized tensor after its first chunk.
 """
 
 import math
@@ -23,8 +27,14 @@ import math
 import torch
 
 NEWTON_STEPS = 4
-"""Newton steps before the exact finish; rows whose support is not settled by then fall
-back to the sort-based solver (counted by the benchmark, rare with 77 text keys)."""
+"""Newton steps over all rows before the first exact finish."""
+RETRY_STEPS = 3
+RETRY_ROUNDS = 3
+"""Rows whose finish is not certified get RETRY_STEPS more Newton steps, up to
+RETRY_ROUNDS times, on those rows only; what is left goes to the sort-based solver."""
+SUPPORT_MARGIN = 1e-6
+"""The finish starts from θ − margin, so that float rounding in Newton (which may land a
+hair right of θ*) never drops a support element; θ − margin is still a lower bound."""
 
 
 def entmax(z: torch.Tensor, alpha: float, dim: int = -1) -> torch.Tensor:
@@ -37,19 +47,35 @@ def entmax(z: torch.Tensor, alpha: float, dim: int = -1) -> torch.Tensor:
     Returns:
         probabilities, same shape and dtype as ``z``.
     """
+    scores = z.movedim(dim, -1).to(compute_dtype(z.dtype), copy=True)
+    p = sparse_probs_(scores, alpha, out=torch.empty_like(scores), work=torch.empty_like(scores))
+    return p.to(z.dtype).movedim(-1, dim)
+
+
+def sparse_probs_(scores: torch.Tensor, alpha: float, *, out: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+    """α-entmax along the last dim of ``scores`` into ``out``; returns ``out``.
+
+    ``scores`` (float32/64) is overwritten; ``out`` and ``work`` are buffers of its shape.
+    """
     alpha = float(alpha)
     if not 1.0 <= alpha <= 2.0:
         raise ValueError(f"alpha must be in [1, 2], got {alpha}")
-    moved = z.movedim(dim, -1)
-    y, row_valid = _shifted(moved, 1.0 if alpha == 1.0 else alpha - 1.0)
+    row_max = scores.amax(-1, keepdim=True)
+    row_valid = torch.isfinite(row_max)
+    y = scores.sub_(torch.where(row_valid, row_max, 0.0))
     if alpha == 1.0:
-        p = _softmax_shifted(y)
-    elif alpha in (1.5, 2.0):
-        p = _entmax_exact(y, power=1.0 / (alpha - 1.0))
+        torch.softmax(y, -1, out=out)
     else:
-        p = _entmax_bisect(y, power=1.0 / (alpha - 1.0))
-    p = torch.where(row_valid, p, 0.0)
-    return p.to(z.dtype).movedim(-1, dim)
+        if alpha != 2.0:
+            y.mul_(alpha - 1.0)
+        power = 1.0 / (alpha - 1.0)
+        if alpha in (1.5, 2.0):
+            _entmax_exact(y, power, out, work)
+        else:
+            out.copy_(_entmax_bisect(y, power))
+    if not bool(row_valid.all()):
+        out.masked_fill_(~row_valid, 0.0)
+    return out
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -57,44 +83,79 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _shifted(z: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``scale · (z − max z)`` along the last dim in the compute dtype, and a (..., 1)
-    bool mask of rows that have at least one finite logit."""
-    x = z.to(compute_dtype(z.dtype))
-    row_max = x.amax(-1, keepdim=True)
-    row_valid = torch.isfinite(row_max)
-    x = x - torch.where(row_valid, row_max, 0.0)
-    return (x * scale if scale != 1.0 else x), row_valid
+def _entmax_exact(y: torch.Tensor, power: float, out: torch.Tensor, work: torch.Tensor) -> None:
+    """Exact solver for power 1/(α−1) ∈ {1 (sparsemax), 2 (1.5-entmax)} on shifted logits,
+    written into ``out`` (``work``: scratch of the same shape).
+
+    θ starts at a lower bound (Jensen: Σ(y−θ)_+^p ≥ n·mean(y−θ)^p, on y clamped at −1,
+    which changes nothing for θ ≥ −1), takes Newton steps from the left, then the exact
+    finish on the support {y > θ}; rows not certified there are retried on their own.
+    """
+    n = y.shape[-1]
+    theta = torch.clamp(y, min=-1.0, out=work).mean(-1, keepdim=True).sub_(n ** (-1.0 / power)).clamp_(min=-1.0)
+    certified, theta = _newton_then_finish(y, theta, power, NEWTON_STEPS, out, work)
+    if bool(certified.all()):
+        return
+    rows = y.reshape(-1, n)
+    flat_out, flat_certified, flat_theta = out.view(-1, n), certified.reshape(-1), theta.reshape(-1, 1)
+    for _ in range(RETRY_ROUNDS):
+        index = (~flat_certified).nonzero().squeeze(-1)
+        if index.numel() == 0:
+            return
+        y_rows = rows[index]
+        p_rows = torch.empty_like(y_rows)
+        ok, theta_rows = _newton_then_finish(y_rows, flat_theta[index], power, RETRY_STEPS, p_rows,
+                                             torch.empty_like(y_rows))
+        flat_out[index], flat_certified[index], flat_theta[index] = p_rows, ok.squeeze(-1), theta_rows
+    index = (~flat_certified).nonzero().squeeze(-1)
+    if index.numel():
+        y_rows = rows[index]
+        exact = _threshold_on_support(y_rows, y_rows > _threshold_sorted(y_rows, power), power)
+        flat_out[index] = (y_rows - exact).clamp_(min=0.0).pow_(power)
 
 
-def _softmax_shifted(y: torch.Tensor) -> torch.Tensor:
-    e = y.exp()
-    return e / e.sum(-1, keepdim=True).clamp_min(torch.finfo(y.dtype).tiny)
+def _newton_then_finish(y, theta, power, steps, out, work):
+    """Newton steps on f(θ) = Σ(y−θ)_+^p − 1 from a lower bound θ, then the closed-form θ on
+    the support {y > θ − margin}, probabilities into ``out``. Returns (certified (..., 1)
+    bool, last Newton θ).
 
-
-def _entmax_exact(y: torch.Tensor, power: float) -> torch.Tensor:
-    """Exact solver for power 1/(α−1) ∈ {1 (sparsemax), 2 (1.5-entmax)} on shifted logits."""
-    theta = torch.full_like(y[..., :1], -1.0)
-    for _ in range(NEWTON_STEPS):
-        r = (y - theta).clamp_min(0.0)
+    Certified rows are exact: the finish gives θ' ≥ θ − margin (so every entry off the
+    support is ≤ θ'), and the same number of entries stays positive after subtracting θ'
+    (so every entry on it is > θ'): the KKT conditions of the problem.
+    """
+    tiny = torch.finfo(y.dtype).tiny
+    r = out
+    for _ in range(steps):
+        torch.sub(y, theta, out=r).clamp_(min=0.0)
         if power == 2.0:
-            f = (r * r).sum(-1, keepdim=True) - 1.0
-            slope = 2.0 * r.sum(-1, keepdim=True)
+            theta = theta.addcdiv(_sum_of_squares(r).sub_(1.0), r.sum(-1, keepdim=True).clamp_(min=tiny), value=0.5)
         else:
-            f = r.sum(-1, keepdim=True) - 1.0
-            slope = (r > 0).sum(-1, keepdim=True).to(y.dtype)
-        theta = theta + f / slope.clamp_min(torch.finfo(y.dtype).tiny)
-    support = y > theta
-    theta = _threshold_on_support(y, support, power)
-    inside_min = torch.where(support, y, math.inf).amin(-1, keepdim=True)
-    outside_max = torch.where(support, -math.inf, y).amax(-1, keepdim=True)
-    certified = (inside_min > theta) & (outside_max <= theta)
-    if not bool(certified.all()):
-        rows = ~certified.squeeze(-1)
-        theta = theta.clone()
-        y_rows = y[rows]
-        theta[rows] = _threshold_on_support(y_rows, y_rows > _threshold_sorted(y_rows, power), power)
-    return (y - theta).clamp_min(0.0).pow(power)
+            theta = theta.addcdiv(r.sum(-1, keepdim=True).sub_(1.0), _count_positive(r, work).clamp_(min=1.0))
+    torch.sub(y, theta - SUPPORT_MARGIN, out=r).clamp_(min=0.0)
+    support_size = _count_positive(r, work)
+    k = support_size.clamp(min=1.0)
+    total = r.sum(-1, keepdim=True)
+    if power == 2.0:
+        # Σ_S (r − δ)² = 1  →  k δ² − 2 δ Σr + Σr² − 1 = 0, smaller root
+        shift = (total - (total * total - k * (_sum_of_squares(r) - 1.0)).clamp_(min=0.0).sqrt_()) / k
+    else:
+        shift = (total - 1.0) / k
+    r.sub_(shift).clamp_(min=0.0)
+    certified = (_count_positive(r, work) == support_size) & (shift >= 0)
+    if power == 2.0:
+        r.square_()
+    return certified, theta
+
+
+def _sum_of_squares(r: torch.Tensor) -> torch.Tensor:
+    """Σ r² along the last dim, (..., 1), in one fused pass."""
+    return torch.linalg.vector_norm(r, dim=-1, keepdim=True).square_()
+
+
+def _count_positive(r: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+    """Number of positive entries of a non-negative tensor along the last dim, (..., 1),
+    in r's float dtype (exact for any realistic key count; no int64 copy)."""
+    return torch.sign(r, out=work).sum(-1, keepdim=True)
 
 
 def _threshold_on_support(y: torch.Tensor, support: torch.Tensor, power: float) -> torch.Tensor:

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from .alpha_entmax import compute_dtype, entmax
+from .alpha_entmax import compute_dtype, sparse_probs_
 from .guidance import guide
 
 
@@ -35,38 +35,97 @@ def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor
     return mask.to(dtype)
 
 
+CHUNK_ELEMENTS = 1 << 19
+"""Score-map elements per query chunk (2 MiB in float32). Each chunk's scores, both
+probability maps and the entmax temporaries stay cache-resident, and no tensor of size
+B·H·Nq·Nk is ever allocated."""
+
+
 def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Scaled scores q kᵀ / √d (+ mask) in the compute dtype, shaped (B, H, Nq, Nk)."""
     dtype = compute_dtype(q.dtype)
-    scale = q.shape[-1] ** -0.5
-    scores = torch.matmul(q.to(dtype), k.to(dtype).transpose(-1, -2))
-    scores.mul_(scale)
+    return _scores(q.to(dtype), (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2), mask)
+
+
+def _scores(q, k_scaled_t, mask, out=None):
+    scores = torch.matmul(q, k_scaled_t, out=out)
     if mask is not None:
-        scores = scores + additive_mask(mask, dtype)
+        scores = scores.add_(additive_mask(mask, scores.dtype))
     return scores
+
+
+def _query_chunks(q: torch.Tensor, n_keys: int) -> list[slice]:
+    batch_heads = q[..., 0, 0].numel()
+    size = max(1, CHUNK_ELEMENTS // max(1, batch_heads * n_keys))
+    return [slice(start, start + size) for start in range(0, q.shape[-2], size)]
+
+
+def _mask_rows(mask: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+    if mask is None or mask.shape[-2] == 1:
+        return mask
+    return mask[..., rows, :]
+
+
+class _ChunkBuffers:
+    """Three score-map-sized buffers (scores, probabilities, scratch) reused by every
+    chunk of one call; a differently sized last chunk gets its own set."""
+
+    def __init__(self):
+        self._by_shape = {}
+
+    def get(self, shape, like):
+        if shape not in self._by_shape:
+            self._by_shape[shape] = tuple(torch.empty(shape, dtype=like.dtype, device=like.device) for _ in range(3))
+        return self._by_shape[shape]
+
+
+def _retrieve(q, k_scaled_t, values, alpha, mask, with_logsumexp, buffers=None) -> TextRetrievals:
+    """Both retrievals for one query chunk (inputs already in the compute dtype).
+
+    Order matters for memory: the dense map is consumed (D = P V) before its buffer
+    becomes the entmax scratch, and the scores are overwritten by the entmax solver.
+    """
+    shape = q.shape[:-1] + k_scaled_t.shape[-1:]
+    scores_buf, probs_buf, work_buf = (buffers or _ChunkBuffers()).get(torch.broadcast_shapes(
+        shape, k_scaled_t.shape[:-2] + shape[-2:]), q)
+    scores = _scores(q, k_scaled_t, mask, out=scores_buf)
+    probs = torch.softmax(scores, -1, out=probs_buf)
+    if mask is not None:  # rows with every key masked: probabilities 0, not NaN
+        probs.nan_to_num_(0.0)
+    dense = torch.matmul(probs, values)
+    logsumexp = scores.logsumexp(-1, keepdim=True) if with_logsumexp else None
+    sparse_probs = sparse_probs_(scores, alpha, out=work_buf, work=probs)
+    return TextRetrievals(dense, torch.matmul(sparse_probs, values), logsumexp)
 
 
 def retrieve_dense_and_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, alpha: float,
                               mask: torch.Tensor | None = None) -> TextRetrievals:
-    """Softmax and α-entmax retrievals from one shared score map."""
-    scores = attention_scores(q, k, mask)
-    logsumexp = scores.logsumexp(-1, keepdim=True)
-    # rows with every key masked have logsumexp −inf: their probabilities are all 0
-    dense_probs = (scores - torch.where(torch.isfinite(logsumexp), logsumexp, 0.0)).exp_()
-    sparse_probs = entmax(scores, alpha)
-    values = v.to(scores.dtype)
-    dense = torch.matmul(dense_probs, values)
-    sparse = torch.matmul(sparse_probs, values)
-    return TextRetrievals(dense, sparse, logsumexp)
+    """Softmax and α-entmax retrievals from one shared score map (one chunk, no loop)."""
+    dtype = compute_dtype(q.dtype)
+    return _retrieve(q.to(dtype), (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2), v.to(dtype),
+                     alpha, mask, with_logsumexp=True)
+
+
+def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
+    """Yield (query slice, retrievals) chunk by chunk."""
+    dtype = compute_dtype(q.dtype)
+    k_scaled_t = (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2)
+    values = v.to(dtype)
+    buffers = _ChunkBuffers()
+    for rows in _query_chunks(q, k.shape[-2]):
+        yield rows, _retrieve(q[..., rows, :].to(dtype), k_scaled_t, values, alpha, _mask_rows(mask, rows),
+                              with_logsumexp, buffers)
 
 
 def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
                   tau: float | None, alpha: float, mode: str = "gag", pladis_scale: float = 2.0,
                   mask: torch.Tensor | None = None) -> torch.Tensor:
     """Guided cross-attention output (B, H, Nq, d) in q's dtype (SPEC §1)."""
-    r = retrieve_dense_and_sparse(q, k, v, alpha=alpha, mask=mask)
-    out = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
-    return out.to(q.dtype)
+    out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
+    for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=False):
+        out[..., rows, :] = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode,
+                                  pladis_scale=pladis_scale)
+    return out
 
 
 def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
@@ -81,12 +140,15 @@ def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: fl
     m = exp(logsumexp_keys − joint_logsumexp) is the dense mass the queries put on these
     keys (SPEC §2, mass preserving).
     """
-    r = retrieve_dense_and_sparse(q, k, v, alpha=alpha, mask=mask)
-    guided = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
-    correction = guided - r.dense
-    if joint_logsumexp is not None:
-        mass = (r.logsumexp - joint_logsumexp.unsqueeze(-1).to(r.logsumexp.dtype)).exp_()
-        correction = correction * mass
+    dtype = compute_dtype(q.dtype)
+    correction = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=dtype, device=q.device)
+    for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=joint_logsumexp is not None):
+        guided = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
+        chunk = guided.sub_(r.dense)
+        if joint_logsumexp is not None:
+            mass = r.logsumexp.sub_(joint_logsumexp[..., rows].unsqueeze(-1).to(dtype)).exp_()
+            chunk = chunk.mul_(mass)
+        correction[..., rows, :] = chunk
     return correction
 
 

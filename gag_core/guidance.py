@@ -8,10 +8,12 @@ head dimension:
     Δ∥  = c S,  Δ⊥ = Δ − Δ∥
     u   = Δ∥ + ζ Δ⊥ = (1 − ζ) c S + ζ Δ
     r   = min(1, τ / ‖u‖)         (1 when τ is None or inf, or ‖u‖ = 0)
-    out = S + λ r u
+    out = S + λ r u = a S + b D   with a = 1 + λ r ((1 − ζ) c + ζ), b = −λ r ζ
 
-‖u‖² is taken from the Pythagorean split ‖u‖² = ‖Δ∥‖² + ζ² ‖Δ⊥‖², with
-‖Δ∥‖² = c⟨Δ, S⟩ and ‖Δ⊥‖² = ‖Δ‖² − ‖Δ∥‖², so nothing cancels when Δ is small next to S.
+Everything reduces to per-row scalars, so the output is one or two fused passes over the
+retrievals. ‖u‖² = ‖Δ∥‖² + ζ² ‖Δ⊥‖² (Pythagoras) with ‖Δ∥‖² = c ⟨Δ, S⟩; ⟨Δ, S⟩ is
+‖S‖² − ⟨S, D⟩ (its rounding error is eps·‖S‖², harmless after dividing by ‖S‖²), and
+‖Δ‖² is taken from Δ itself when ζ > 0 so that nothing cancels when Δ is small.
 PLADIS mode returns D + s (S − D).
 """
 
@@ -29,7 +31,7 @@ class GuidanceTerms(NamedTuple):
 
     parallel_coef: torch.Tensor  # c
     parallel_sq: torch.Tensor    # ‖Δ∥‖²
-    delta_sq: torch.Tensor       # ‖Δ‖²
+    delta_sq: torch.Tensor | None  # ‖Δ‖² (None when ζ = 0: not needed)
     update_norm: torch.Tensor    # ‖u‖
     cap_ratio: torch.Tensor      # r
 
@@ -40,28 +42,34 @@ def guide(dense: torch.Tensor, sparse: torch.Tensor, *, lam: float, zeta: float,
 
     Computed in the dtype of the inputs (callers pass float32 or float64).
     """
-    delta = sparse - dense
     if mode == "pladis":
-        return dense + pladis_scale * delta
+        return torch.lerp(dense, sparse, pladis_scale)
     if mode != "gag":
         raise ValueError(f"mode must be 'gag' or 'pladis', got {mode!r}")
-    terms = guidance_terms(sparse, delta, zeta=zeta, tau=tau)
-    step = lam * terms.cap_ratio
-    # out = S + λ r ((1 − ζ) c S + ζ Δ)
-    return sparse * (1.0 + step * (1.0 - zeta) * terms.parallel_coef) + delta * (step * zeta)
+    terms = guidance_terms(dense, sparse, zeta=zeta, tau=tau)
+    step = terms.cap_ratio * lam
+    if zeta == 0.0:
+        return sparse * step.mul_(terms.parallel_coef).add_(1.0)
+    sparse_weight = step * ((1.0 - zeta) * terms.parallel_coef + zeta) + 1.0
+    return torch.addcmul(sparse * sparse_weight, dense, step * -zeta)
 
 
-def guidance_terms(sparse: torch.Tensor, delta: torch.Tensor, *, zeta: float,
+def guidance_terms(dense: torch.Tensor, sparse: torch.Tensor, *, zeta: float,
                    tau: float | None) -> GuidanceTerms:
     """The per-row scalars of the GAG decomposition for retrievals shaped (..., head_dim)."""
-    sparse_sq = (sparse * sparse).sum(-1, keepdim=True)
-    delta_dot_sparse = (delta * sparse).sum(-1, keepdim=True)
-    delta_sq = (delta * delta).sum(-1, keepdim=True)
+    sparse_sq = torch.linalg.vector_norm(sparse, dim=-1, keepdim=True).square_()
+    delta_dot_sparse = sparse_sq - torch.linalg.vecdot(sparse, dense).unsqueeze(-1)
     has_direction = sparse_sq > SPARSE_NORM_EPS
     coef = torch.where(has_direction, delta_dot_sparse / sparse_sq.clamp_min(SPARSE_NORM_EPS), 0.0)
     parallel_sq = coef * delta_dot_sparse
-    orthogonal_sq = (delta_sq - parallel_sq).clamp_min(0.0)
-    update_norm = (parallel_sq + (zeta * zeta) * orthogonal_sq).sqrt()
+    delta_sq = None
+    if zeta == 0.0:
+        update_sq = parallel_sq
+    else:
+        delta = sparse - dense
+        delta_sq = torch.linalg.vector_norm(delta, dim=-1, keepdim=True).square_()
+        update_sq = parallel_sq + (zeta * zeta) * (delta_sq - parallel_sq).clamp_min(0.0)
+    update_norm = update_sq.clamp_min(0.0).sqrt()
     if tau is None or math.isinf(tau):
         ratio = torch.ones_like(update_norm)
     else:

@@ -95,3 +95,20 @@ def test_fully_masked_query_rows_are_finite():
     out = gag_core.gag_attention(q, k, v, mask=keep, **SETTINGS[0])
     assert bool(torch.isfinite(out).all())
     assert torch.equal(out[:, :, 0], torch.zeros_like(out[:, :, 0]))
+
+
+@pytest.mark.parametrize("params", SETTINGS[:3])
+def test_query_chunking_is_invisible(params, monkeypatch):
+    """Tiny chunks (several per call) with a per-query mask give the same result."""
+    import gag_core.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "CHUNK_ELEMENTS", 3 * 2 * 13 * 7)
+    q, k, v = qkv(seed=10)
+    keep = torch.rand(2, 1, 40, 13, generator=torch.Generator().manual_seed(4)) > 0.4
+    keep[..., 0] = True
+    assert len(attention_module._query_chunks(q, 13)) > 3
+    out = gag_core.gag_attention(q, k, v, mask=keep, **params)
+    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, mask=keep, **params), atol=2e-5, rtol=1e-5)
+    joint = gag_core.gag_joint_attention(q, q, q, text_len=11, **params)
+    torch.testing.assert_close(joint.double(), reference_joint_attention(q, q, q, text_len=11, **params),
+                               atol=2e-5, rtol=1e-5)

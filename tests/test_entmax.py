@@ -42,10 +42,14 @@ def test_matches_entmax_package_on_adversarial_rows(alpha):
     torch.testing.assert_close(gag_core.entmax(z, alpha).double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("retry_rounds", [0, 1, 3])
 @pytest.mark.parametrize("alpha", [1.5, 2.0])
-def test_sorted_fallback_is_exact(alpha, monkeypatch):
-    """With no Newton steps every row goes through the certificate check and the sort-based path."""
+def test_retries_and_sorted_fallback_are_exact(alpha, retry_rounds, monkeypatch):
+    """With no Newton steps most rows fail the first certificate; they go through the
+    retry rounds, and with none left, through the sort-based solver."""
     monkeypatch.setattr(entmax_module, "NEWTON_STEPS", 0)
+    monkeypatch.setattr(entmax_module, "RETRY_STEPS", 1)
+    monkeypatch.setattr(entmax_module, "RETRY_ROUNDS", retry_rounds)
     z = torch.cat([random_rows(seed=7, rows=300), adversarial_rows()])
     torch.testing.assert_close(gag_core.entmax(z, alpha).double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
 

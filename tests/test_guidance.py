@@ -79,7 +79,7 @@ def test_zero_norm_sparse_is_finite_and_has_no_parallel_part():
     delta = sparse - dense
     # Δ∥ = 0 there, so out = S + λ ζ Δ
     torch.testing.assert_close(out[..., :2, :], sparse[..., :2, :] + 5.0 * 0.25 * delta[..., :2, :])
-    terms = gag_core.guidance_terms(sparse, delta, zeta=0.25, tau=None)
+    terms = gag_core.guidance_terms(dense, sparse, zeta=0.25, tau=None)
     assert torch.equal(terms.parallel_coef[..., :2, :], torch.zeros_like(terms.parallel_coef[..., :2, :]))
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: GAG attention against plain attention measured in the same process."""

@@ -1,0 +1,93 @@
+"""``python -m bench``: GAG attention vs plain SDPA (and vs a naive GAG) in one process.
+
+Prints one line per case: our median time, the baseline's, their ratio with the spread
+of per-repeat ratios, and the peak extra memory of each. CPU runs use 2 threads unless
+``--threads`` says otherwise; ``--device cuda --dtype bfloat16`` runs the same cases on a GPU.
+"""
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+import gag_core
+
+from .measure import peak_memory_bytes, time_pair
+from .naive import naive_gag_attention
+
+DEFAULTS = dict(lam=5.0, zeta=0.0, tau=15.0)
+
+
+def cross_case(name, b, h, nq, nk, d):
+    return dict(name=name, kind="cross", shape=(b, h, nq, nk, d))
+
+
+def joint_case(name, b, h, n_img, n_txt, d):
+    return dict(name=name, kind="joint", shape=(b, h, n_img, n_txt, d))
+
+
+CASES = [
+    cross_case("P1 SDXL cross-attn vs SDPA", 2, 10, 4096, 77, 64),
+    dict(cross_case("P2 SDXL cross-attn vs naive", 2, 10, 4096, 77, 64), baseline="naive"),
+    joint_case("P3 joint H24 1024+256 vs SDPA", 1, 24, 1024, 256, 128),
+    cross_case("SD1.5 64x64 d40", 2, 8, 4096, 77, 40),
+    cross_case("SD1.5 32x32 d80", 2, 8, 1024, 77, 80),
+    cross_case("SD1.5 16x16 d160", 2, 8, 256, 77, 160),
+    joint_case("FLUX 1024px 4096+512", 1, 24, 4096, 512, 128),
+]
+
+
+def inputs(case, device, dtype):
+    g = torch.Generator().manual_seed(0)
+    b, h, n_q, n_k, d = case["shape"]
+    if case["kind"] == "joint":
+        n_q = n_k = n_q + n_k
+    make = lambda n: torch.randn(b, h, n, d, generator=g).to(device, dtype)  # noqa: E731
+    return make(n_q), make(n_k), make(n_k)
+
+
+def functions(case, q, k, v):
+    if case["kind"] == "joint":
+        text_len = case["shape"][3]
+        ours = lambda: gag_core.gag_joint_attention(q, k, v, text_len=text_len, alpha=1.5, **DEFAULTS)  # noqa: E731
+        return ours, lambda: F.scaled_dot_product_attention(q, k, v), None
+    ours = lambda: gag_core.gag_attention(q, k, v, alpha=1.5, **DEFAULTS)  # noqa: E731
+    if case.get("baseline") == "naive":
+        naive = lambda: naive_gag_attention(q, k, v, **DEFAULTS)  # noqa: E731
+        expected = naive()
+        # relative to the output's scale: λ = 5 amplifies float32 rounding of both paths alike
+        return ours, naive, ((ours() - expected).abs().max() / expected.abs().max()).item()
+    return ours, lambda: F.scaled_dot_product_attention(q, k, v), None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--only", default="", help="run only cases whose name contains this text")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    print(f"torch {torch.__version__}, {args.device}, {args.dtype}, {torch.get_num_threads()} threads, "
+          f"median of {args.repeats}")
+    for case in CASES:
+        if args.only and args.only not in case["name"]:
+            continue
+        q, k, v = inputs(case, device, dtype)
+        ours, baseline, max_diff = functions(case, q, k, v)
+        with torch.inference_mode():
+            timing = time_pair(lambda: (ours(), sync()), lambda: (baseline(), sync()), repeats=args.repeats)
+            peak_ours, peak_base = peak_memory_bytes(ours), peak_memory_bytes(baseline)
+        line = (f"{case['name']:<34} ours {timing['ours'] * 1e3:8.2f} ms  base {timing['baseline'] * 1e3:8.2f} ms  "
+                f"ratio {timing['ratio']:5.2f}x (spread {timing['spread'][0]:.2f}-{timing['spread'][1]:.2f})  "
+                f"peak {_mib(peak_ours)} / {_mib(peak_base)} MiB")
+        if max_diff is not None:
+            line += f"  speedup {timing['baseline'] / timing['ours']:.1f}x, max|diff|/max|out| {max_diff:.1e}"
+        print(line, flush=True)
+
+
+def _mib(n_bytes):
+    return "   n/a" if n_bytes is None else f"{n_bytes / 2**20:6.1f}"
