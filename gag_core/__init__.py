@@ -12,11 +12,13 @@ from .attention import (
     retrieve_dense_and_sparse,
 )
 from .alpha_entmax import entmax
+from .diagnostics import GuidanceStats
 from .guidance import guidance_terms, guide
 from .settings import GAGSettings
 
 __all__ = [
     "GAGSettings",
+    "GuidanceStats",
     "dense_attention_with_logsumexp",
     "entmax",
     "gag_attention",

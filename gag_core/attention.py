@@ -11,6 +11,7 @@ from typing import NamedTuple
 import torch
 
 from .alpha_entmax import compute_dtype, sparse_probs_
+from .diagnostics import GuidanceStats
 from .guidance import guide
 
 
@@ -119,10 +120,15 @@ def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
 
 def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
                   tau: float | None, alpha: float, mode: str = "gag", pladis_scale: float = 2.0,
-                  mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Guided cross-attention output (B, H, Nq, d) in q's dtype (SPEC §1)."""
+                  mask: torch.Tensor | None = None, stats: GuidanceStats | None = None) -> torch.Tensor:
+    """Guided cross-attention output (B, H, Nq, d) in q's dtype (SPEC §1).
+
+    ``stats`` (optional) accumulates diagnostics of every query row.
+    """
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=False):
+        if stats is not None:
+            stats.add(r.dense, r.sparse, zeta=zeta, tau=tau, mode=mode)
         out[..., rows, :] = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode,
                                   pladis_scale=pladis_scale)
     return out
@@ -130,19 +136,22 @@ def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: flo
 
 def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
                    tau: float | None, alpha: float, mode: str = "gag", pladis_scale: float = 2.0,
-                   mask: torch.Tensor | None = None,
-                   joint_logsumexp: torch.Tensor | None = None) -> torch.Tensor:
+                   mask: torch.Tensor | None = None, joint_logsumexp: torch.Tensor | None = None,
+                   stats: GuidanceStats | None = None) -> torch.Tensor:
     """What GAG adds to the dense attention output: m · (G − D), (B, H, Nq, d), compute dtype.
 
     Without ``joint_logsumexp`` the keys are the whole attention and m = 1, so
     ``dense_output + correction`` equals :func:`gag_attention`. With it (shaped
     (B, H, Nq), the log-normaliser of a larger joint attention these keys are part of),
     m = exp(logsumexp_keys − joint_logsumexp) is the dense mass the queries put on these
-    keys (SPEC §2, mass preserving).
+    keys (SPEC §2, mass preserving). ``stats`` (optional) accumulates diagnostics of the
+    retrievals over these keys.
     """
     dtype = compute_dtype(q.dtype)
     correction = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=dtype, device=q.device)
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=joint_logsumexp is not None):
+        if stats is not None:
+            stats.add(r.dense, r.sparse, zeta=zeta, tau=tau, mode=mode)
         guided = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
         chunk = guided.sub_(r.dense)
         if joint_logsumexp is not None:

@@ -2,7 +2,7 @@
 
 import logging
 
-from . import joint_attention, unet_cross_attention
+from . import diagnostics, joint_attention, unet_cross_attention
 from .architectures import JOINT_ATTENTION, UNET_CROSS_ATTENTION, detect
 from .gate import GuidanceGate
 from .options import NodeSettings
@@ -21,12 +21,17 @@ def available_blocks(architecture, diffusion_model) -> dict:
             for kind, attribute in architecture.block_lists}
 
 
-def apply_gag(model_patcher, settings: NodeSettings | None = None, *, on_call=None):
+def apply_gag(model_patcher, settings: NodeSettings | None = None, *, observer=None):
     """Return a clone of ``model_patcher`` with GAG installed; the input is never modified.
 
     Raises UnsupportedModelError for models without a supported attention flavour and
     ValueError when ``settings.blocks`` selects no attention layer of this model.
-    ``on_call(transformer_options)`` (optional) is called on every guided attention call.
+
+    ``observer`` hears about every call of a selected attention layer:
+    ``observer.guided(transformer_options)`` when GAG runs (it may return a
+    ``GuidanceStats`` to fill, or None) and ``observer.skipped(transformer_options)``
+    outside the step window. With ``settings.diagnostics`` a ``GAGTrace`` is the
+    observer (see diagnostics.py); without either, no observer code runs.
     """
     settings = settings or NodeSettings()
     diffusion_model = model_patcher.model.diffusion_model
@@ -39,9 +44,11 @@ def apply_gag(model_patcher, settings: NodeSettings | None = None, *, on_call=No
 
     patched = model_patcher.clone()
     gate = GuidanceGate.for_model(patched, settings.start_percent, settings.end_percent, settings.cond_only)
+    if settings.diagnostics:
+        observer = diagnostics.install(patched)
     if architecture.flavour == UNET_CROSS_ATTENTION:
-        unet_cross_attention.install(patched, settings.guidance, selection, gate, on_call)
+        unet_cross_attention.install(patched, settings.guidance, selection, gate, observer)
     elif architecture.flavour == JOINT_ATTENTION:
-        joint_attention.install(patched, settings.guidance, selection, gate, on_call)
+        joint_attention.install(patched, settings.guidance, selection, gate, observer)
     log.info("GAG: patched %s (%s blocks: %s)", architecture.name, architecture.flavour, " ".join(selection.kinds()))
     return patched

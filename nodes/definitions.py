@@ -5,6 +5,8 @@ classes (older hosts), so both APIs share one definition.
 """
 
 import dataclasses
+import json
+from typing import Callable
 
 from ..gag_core import GAGSettings
 from .options import BlockSelection, NodeSettings
@@ -52,30 +54,87 @@ SETTINGS_WIDGETS = (
            "index ranges, e.g. 'input output:0-2' or 'double:0-9 single'."),
     Widget("cond_only", "BOOLEAN", False, "Guide only the conditional (positive) batch; the negative keeps the "
            "original attention.", label_on="cond only", label_off="cond + uncond"),
+    Widget("diagnostics", "BOOLEAN", False, "Record per-step guidance statistics (‖Δ‖, parallel share, cos(Δ, S), "
+           "cap hits) for the GAG Diagnostics Plot node. Off: no recording code runs.", label_on="record",
+           label_off="off"),
 )
 
 
 def settings_from_widgets(lam, zeta, tau, cap, alpha, mode, pladis_scale, start_percent, end_percent,
-                          blocks, cond_only, **extra) -> NodeSettings:
+                          blocks, cond_only, diagnostics=False) -> NodeSettings:
     """Validate widget values into NodeSettings; errors name the input and its range."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     guidance = GAGSettings(lam=lam, zeta=zeta, tau=tau if cap else None, alpha=alpha,
                            mode=MODES[mode], pladis_scale=pladis_scale)
     return NodeSettings(guidance=guidance, start_percent=start_percent, end_percent=end_percent,
-                        blocks=BlockSelection.parse(blocks), cond_only=bool(cond_only))
+                        blocks=BlockSelection.parse(blocks), cond_only=bool(cond_only),
+                        diagnostics=bool(diagnostics))
 
 
-SETTINGS_NODE = dict(
-    node_id="GAGSettings", display_name="GAG Settings", category=CATEGORY,
-    description="Settings for Geometry-Aware Attention Guidance (GAG) and PLADIS; connect to Apply GAG.",
-    output_tooltip="GAG settings for Apply GAG.",
-)
-APPLY_NODE = dict(
-    node_id="ApplyGAG", display_name="Apply GAG", category=CATEGORY,
-    description="Patches the model's text cross-attention (UNet) or joint text-image attention (FLUX, Qwen-Image) "
-                "with Geometry-Aware Attention Guidance. Works on a copy; no second model pass.",
-    model_tooltip="The diffusion model to guide (SD1.5, SDXL, FLUX.1, FLUX.2, Chroma, Qwen-Image).",
-    settings_tooltip="Optional GAG Settings; the paper defaults (λ 5, ζ 0, τ 15, α 1.5) when not connected.",
-    output_tooltip="The model with GAG applied.",
+@dataclasses.dataclass(frozen=True)
+class Socket:
+    """A typed connection (input or output): MODEL, LATENT, IMAGE, STRING or GAG_SETTINGS."""
+
+    name: str
+    type: str
+    tooltip: str
+    optional: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node: ``run(**inputs)`` returns the outputs as a tuple."""
+
+    node_id: str
+    display_name: str
+    description: str
+    inputs: tuple
+    outputs: tuple
+    run: Callable
+    category: str = CATEGORY
+
+
+def _apply(model, settings=None):
+    from .apply import apply_gag
+
+    return (apply_gag(model, settings),)
+
+
+def _plot(model, samples):
+    from .diagnostics import trace_of
+    from .diagnostics_plot import render, to_image_tensor
+
+    trace = trace_of(model)
+    if trace is None:
+        raise ValueError("model: connect the MODEL output of an Apply GAG node whose GAG Settings have "
+                         "diagnostics = record")
+    data = json.loads(trace.to_json())
+    return to_image_tensor(render(data)), trace.to_json()
+
+
+NODES = (
+    NodeSpec(
+        "GAGSettings", "GAG Settings",
+        "Settings for Geometry-Aware Attention Guidance (GAG) and PLADIS; connect to Apply GAG.",
+        SETTINGS_WIDGETS, (Socket("settings", SETTINGS_TYPE, "GAG settings for Apply GAG."),),
+        lambda **widgets: (settings_from_widgets(**widgets),)),
+    NodeSpec(
+        "ApplyGAG", "Apply GAG",
+        "Patches the model's text cross-attention (UNet) or joint text-image attention (FLUX, Qwen-Image) with "
+        "Geometry-Aware Attention Guidance. Works on a copy; no second model pass.",
+        (Socket("model", "MODEL", "The diffusion model to guide (SD1.5, SDXL, FLUX.1, FLUX.2, Chroma, Qwen-Image)."),
+         Socket("settings", SETTINGS_TYPE, "Optional GAG Settings; the paper defaults (λ 5, ζ 0, τ 15, α 1.5) when "
+                "not connected.", optional=True)),
+        (Socket("model", "MODEL", "The model with GAG applied."),),
+        _apply),
+    NodeSpec(
+        "GAGDiagnosticsPlot", "GAG Diagnostics Plot",
+        "Plots the per-step guidance statistics recorded by Apply GAG (GAG Settings: diagnostics = record) during "
+        "the latest sampling run: mean ‖Δ‖, parallel share, cos(Δ, S), fraction of tokens at the τ cap.",
+        (Socket("model", "MODEL", "The MODEL output of Apply GAG (with diagnostics on)."),
+         Socket("samples", "LATENT", "The sampler's output, so that the plot runs after sampling.")),
+        (Socket("plot", "IMAGE", "The diagnostics chart."),
+         Socket("data", "STRING", "The same numbers as JSON: one record per step and block kind.")),
+        _plot),
 )

@@ -26,13 +26,15 @@ WRAPPER_KEY = "gag_text_length"
 OVERRIDE_KEY = "optimized_attention_override"
 
 
-def install(model_patcher, settings, selection, gate, on_call=None) -> None:
-    """Register the wrapper and the override on ``model_patcher`` (a clone)."""
+def install(model_patcher, settings, selection, gate, observer=None) -> None:
+    """Register the wrapper and the override on ``model_patcher`` (a clone).
+
+    ``observer`` (optional, see apply.py) hears about every call of a selected block."""
     model_patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
                                        record_text_length)
     options = model_patcher.model_options["transformer_options"].copy()
     options[OVERRIDE_KEY] = _make_override(settings.guidance_kwargs(), selection, gate,
-                                           options.get(OVERRIDE_KEY), on_call)
+                                           options.get(OVERRIDE_KEY), observer)
     model_patcher.model_options["transformer_options"] = options
 
 
@@ -51,7 +53,7 @@ def record_text_length(executor, *args, **kwargs):
     return executor(*args, **kwargs)
 
 
-def _make_override(guidance: dict, selection, gate, previous, on_call):
+def _make_override(guidance: dict, selection, gate, previous, observer):
     def base_attention(func, q, k, v, heads, mask, kwargs):
         if previous is not None:
             return previous(func, q, k, v, heads, mask=mask, **kwargs)
@@ -60,18 +62,17 @@ def _make_override(guidance: dict, selection, gate, previous, on_call):
     def gag_joint_override(func, q, k, v, heads, mask=None, **kwargs):
         options = kwargs.get("transformer_options") or {}
         text_len = options.get(TEXT_LEN_KEY)
-        guided = (text_len is not None
-                  and selection.includes(options.get("block_type"), options.get("block_index", -1))
-                  and gate.in_window(options))
-        skip_reshape = kwargs.get("skip_reshape", False)
-        if guided:
-            qh, kh, vh = (q, k, v) if skip_reshape else (split_heads(t, heads) for t in (q, k, v))
-            guided = qh.shape[-2] == kh.shape[-2] > text_len
-        rows = gate.rows(options, q.shape[0]) if guided else None
-        if not guided or (rows is not None and rows.numel() == 0):
+        if text_len is None or not selection.includes(options.get("block_type"), options.get("block_index", -1)):
             return base_attention(func, q, k, v, heads, mask, kwargs)
-        if on_call is not None:
-            on_call(options)
+        qh, kh, vh = (q, k, v) if kwargs.get("skip_reshape", False) else (split_heads(t, heads) for t in (q, k, v))
+        if not qh.shape[-2] == kh.shape[-2] > text_len:  # not a joint text-image attention call
+            return base_attention(func, q, k, v, heads, mask, kwargs)
+        rows = gate.rows(options, q.shape[0])
+        if not gate.in_window(options) or (rows is not None and rows.numel() == 0):
+            if observer is not None:
+                observer.skipped(options)
+            return base_attention(func, q, k, v, heads, mask, kwargs)
+        stats = observer.guided(options) if observer is not None else None
         mask = _four_dims(mask)
         if previous is None:
             dense, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
@@ -87,7 +88,8 @@ def _make_override(guidance: dict, selection, gate, previous, on_call):
         if mask is not None:
             image_text_mask = mask[..., text_len:, :text_len] if mask.shape[-2] > 1 else mask[..., :text_len]
         correction = gag_correction(qh[..., text_len:, :], kh[..., :text_len, :], vh[..., :text_len, :],
-                                    mask=image_text_mask, joint_logsumexp=lse[..., text_len:], **guidance)
+                                    mask=image_text_mask, joint_logsumexp=lse[..., text_len:], stats=stats,
+                                    **guidance)
         return _add_to_image_rows(out, correction, text_len, rows, kwargs.get("skip_output_reshape", False))
 
     return gag_joint_override

@@ -79,7 +79,8 @@ class NodeSettings:
     start_percent / end_percent: the part of the schedule where guidance runs, in
     ComfyUI's convention (0 = first step, 1 = last), converted with
     ``model_sampling.percent_to_sigma``. cond_only: guide only the conditional batch
-    chunk (the unconditional one keeps the original attention).
+    chunk (the unconditional one keeps the original attention). diagnostics: record
+    per-step guidance statistics for the GAG Diagnostics Plot node.
     """
 
     guidance: GAGSettings = GAGSettings()
@@ -87,6 +88,7 @@ class NodeSettings:
     end_percent: float = 1.0
     blocks: BlockSelection = BlockSelection()
     cond_only: bool = False
+    diagnostics: bool = False
 
     def __post_init__(self):
         for name in ("start_percent", "end_percent"):

@@ -1,8 +1,8 @@
-"""Register the nodes with the host: V3 ``ComfyExtension`` when ``comfy_api.latest`` exists,
-else V1 ``NODE_CLASS_MAPPINGS`` (older ComfyUI)."""
+"""Register the nodes of definitions.NODES with the host: V3 ``ComfyExtension`` when
+``comfy_api.latest`` exists, else V1 ``NODE_CLASS_MAPPINGS`` (older ComfyUI).
+Both are generated from the same specs."""
 
-from .apply import apply_gag
-from .definitions import APPLY_NODE, SETTINGS_NODE, SETTINGS_TYPE, SETTINGS_WIDGETS, settings_from_widgets
+from .definitions import NODES, Socket, Widget
 
 try:
     from comfy_api.latest import ComfyExtension, io
@@ -10,98 +10,77 @@ except ImportError:  # host without the V3 node API
     io = None
 
 
+def _v3_socket_type(type_name):
+    builtin = {"MODEL": io.Model, "LATENT": io.Latent, "IMAGE": io.Image, "STRING": io.String}
+    return builtin.get(type_name) or io.Custom(type_name)
+
+
+def _v3_input(item):
+    if isinstance(item, Socket):
+        return _v3_socket_type(item.type).Input(item.name, optional=item.optional, tooltip=item.tooltip)
+    common = dict(default=item.default, tooltip=item.tooltip)
+    if item.kind == "FLOAT":
+        return io.Float.Input(item.name, min=item.min, max=item.max, step=item.step, **common)
+    if item.kind == "BOOLEAN":
+        return io.Boolean.Input(item.name, label_on=item.label_on, label_off=item.label_off, **common)
+    if item.kind == "COMBO":
+        return io.Combo.Input(item.name, options=list(item.options), **common)
+    return io.String.Input(item.name, multiline=False, **common)
+
+
+def _v3_node(spec):
+    def define_schema(cls):
+        return io.Schema(
+            node_id=spec.node_id, display_name=spec.display_name, category=spec.category,
+            description=spec.description, inputs=[_v3_input(i) for i in spec.inputs],
+            outputs=[_v3_socket_type(o.type).Output(display_name=o.name, tooltip=o.tooltip) for o in spec.outputs])
+
+    def execute(cls, **inputs):
+        return io.NodeOutput(*spec.run(**inputs))
+
+    return type(spec.node_id, (io.ComfyNode,), {
+        "define_schema": classmethod(define_schema), "execute": classmethod(execute)})
+
+
+def _v1_input(item):
+    if isinstance(item, Socket):
+        return (item.type, {"tooltip": item.tooltip})
+    options = {"default": item.default, "tooltip": item.tooltip}
+    if item.kind == "FLOAT":
+        options.update(min=item.min, max=item.max, step=item.step)
+    elif item.kind == "BOOLEAN":
+        options.update(label_on=item.label_on, label_off=item.label_off)
+    return (list(item.options) if item.kind == "COMBO" else item.kind, options)
+
+
+def _v1_node(spec):
+    def input_types(cls):
+        required = {i.name: _v1_input(i) for i in spec.inputs if isinstance(i, Widget) or not i.optional}
+        optional = {i.name: _v1_input(i) for i in spec.inputs if isinstance(i, Socket) and i.optional}
+        return {"required": required, **({"optional": optional} if optional else {})}
+
+    def execute(self, **inputs):
+        return spec.run(**inputs)
+
+    return type(spec.node_id, (), {
+        "INPUT_TYPES": classmethod(input_types), "FUNCTION": "execute", "CATEGORY": spec.category,
+        "DESCRIPTION": spec.description, "RETURN_TYPES": tuple(o.type for o in spec.outputs),
+        "RETURN_NAMES": tuple(o.name for o in spec.outputs),
+        "OUTPUT_TOOLTIPS": tuple(o.tooltip for o in spec.outputs), "execute": execute})
+
+
 if io is not None:
-    SettingsSocket = io.Custom(SETTINGS_TYPE)
-
-    def _v3_widget(widget):
-        common = dict(default=widget.default, tooltip=widget.tooltip)
-        if widget.kind == "FLOAT":
-            return io.Float.Input(widget.name, min=widget.min, max=widget.max, step=widget.step, **common)
-        if widget.kind == "BOOLEAN":
-            return io.Boolean.Input(widget.name, label_on=widget.label_on, label_off=widget.label_off, **common)
-        if widget.kind == "COMBO":
-            return io.Combo.Input(widget.name, options=list(widget.options), **common)
-        return io.String.Input(widget.name, multiline=False, **common)
-
-    class GAGSettingsNode(io.ComfyNode):
-        @classmethod
-        def define_schema(cls):
-            return io.Schema(
-                node_id=SETTINGS_NODE["node_id"], display_name=SETTINGS_NODE["display_name"],
-                category=SETTINGS_NODE["category"], description=SETTINGS_NODE["description"],
-                inputs=[_v3_widget(w) for w in SETTINGS_WIDGETS],
-                outputs=[SettingsSocket.Output(tooltip=SETTINGS_NODE["output_tooltip"])])
-
-        @classmethod
-        def execute(cls, **widgets) -> io.NodeOutput:
-            return io.NodeOutput(settings_from_widgets(**widgets))
-
-    class ApplyGAGNode(io.ComfyNode):
-        @classmethod
-        def define_schema(cls):
-            return io.Schema(
-                node_id=APPLY_NODE["node_id"], display_name=APPLY_NODE["display_name"],
-                category=APPLY_NODE["category"], description=APPLY_NODE["description"],
-                inputs=[io.Model.Input("model", tooltip=APPLY_NODE["model_tooltip"]),
-                        SettingsSocket.Input("settings", optional=True, tooltip=APPLY_NODE["settings_tooltip"])],
-                outputs=[io.Model.Output(tooltip=APPLY_NODE["output_tooltip"])])
-
-        @classmethod
-        def execute(cls, model, settings=None) -> io.NodeOutput:
-            return io.NodeOutput(apply_gag(model, settings))
+    NODE_CLASSES = [_v3_node(spec) for spec in NODES]
 
     class GAGExtension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:
-            return [GAGSettingsNode, ApplyGAGNode]
+            return NODE_CLASSES
 
     async def comfy_entrypoint() -> GAGExtension:
         return GAGExtension()
 
     __all__ = ["comfy_entrypoint"]
-
 else:
-    def _v1_widget(widget):
-        options = {"default": widget.default, "tooltip": widget.tooltip}
-        if widget.kind == "FLOAT":
-            options.update(min=widget.min, max=widget.max, step=widget.step)
-            return ("FLOAT", options)
-        if widget.kind == "BOOLEAN":
-            options.update(label_on=widget.label_on, label_off=widget.label_off)
-            return ("BOOLEAN", options)
-        if widget.kind == "COMBO":
-            return (list(widget.options), options)
-        return ("STRING", options)
-
-    class GAGSettingsNode:
-        CATEGORY = SETTINGS_NODE["category"]
-        DESCRIPTION = SETTINGS_NODE["description"]
-        RETURN_TYPES = (SETTINGS_TYPE,)
-        OUTPUT_TOOLTIPS = (SETTINGS_NODE["output_tooltip"],)
-        FUNCTION = "execute"
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {w.name: _v1_widget(w) for w in SETTINGS_WIDGETS}}
-
-        def execute(self, **widgets):
-            return (settings_from_widgets(**widgets),)
-
-    class ApplyGAGNode:
-        CATEGORY = APPLY_NODE["category"]
-        DESCRIPTION = APPLY_NODE["description"]
-        RETURN_TYPES = ("MODEL",)
-        OUTPUT_TOOLTIPS = (APPLY_NODE["output_tooltip"],)
-        FUNCTION = "execute"
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"model": ("MODEL", {"tooltip": APPLY_NODE["model_tooltip"]})},
-                    "optional": {"settings": (SETTINGS_TYPE, {"tooltip": APPLY_NODE["settings_tooltip"]})}}
-
-        def execute(self, model, settings=None):
-            return (apply_gag(model, settings),)
-
-    NODE_CLASS_MAPPINGS = {SETTINGS_NODE["node_id"]: GAGSettingsNode, APPLY_NODE["node_id"]: ApplyGAGNode}
-    NODE_DISPLAY_NAME_MAPPINGS = {SETTINGS_NODE["node_id"]: SETTINGS_NODE["display_name"],
-                                  APPLY_NODE["node_id"]: APPLY_NODE["display_name"]}
+    NODE_CLASS_MAPPINGS = {spec.node_id: _v1_node(spec) for spec in NODES}
+    NODE_DISPLAY_NAME_MAPPINGS = {spec.node_id: spec.display_name for spec in NODES}
     __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

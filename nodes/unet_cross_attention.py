@@ -27,8 +27,10 @@ def cross_attention_layers(diffusion_model):
                             yield kind, number, index
 
 
-def install(model_patcher, settings, selection, gate, on_call=None) -> int:
-    """Register the replacements on ``model_patcher`` (a clone); returns how many."""
+def install(model_patcher, settings, selection, gate, observer=None) -> int:
+    """Register the replacements on ``model_patcher`` (a clone); returns how many.
+
+    ``observer`` (optional, see apply.py) hears about every call of a selected layer."""
     existing = model_patcher.model_options["transformer_options"].get("patches_replace", {}).get("attn2", {})
     count = 0
     for kind, number, index in cross_attention_layers(model_patcher.model.diffusion_model):
@@ -36,12 +38,12 @@ def install(model_patcher, settings, selection, gate, on_call=None) -> int:
             continue
         previous = existing.get((kind, number, index), existing.get((kind, number)))
         model_patcher.set_model_attn2_replace(
-            _make_replacement(settings.guidance_kwargs(), gate, previous, on_call), kind, number, index)
+            _make_replacement(settings.guidance_kwargs(), gate, previous, observer), kind, number, index)
         count += 1
     return count
 
 
-def _make_replacement(guidance: dict, gate, previous, on_call):
+def _make_replacement(guidance: dict, gate, previous, observer):
     def base_attention(q, k, v, extra_options):
         if previous is not None:
             return previous(q, k, v, extra_options)
@@ -49,21 +51,19 @@ def _make_replacement(guidance: dict, gate, previous, on_call):
                                    transformer_options=extra_options)
 
     def gag_attn2(q, k, v, extra_options, **kwargs):
-        if not gate.in_window(extra_options):
-            return base_attention(q, k, v, extra_options)
-        heads = extra_options["n_heads"]
         rows = gate.rows(extra_options, q.shape[0])
-        if rows is not None and rows.numel() == 0:
+        if not gate.in_window(extra_options) or (rows is not None and rows.numel() == 0):
+            if observer is not None:
+                observer.skipped(extra_options)
             return base_attention(q, k, v, extra_options)
-        if on_call is not None:
-            on_call(extra_options)
-        qh, kh, vh = (split_heads(t, heads) for t in (q, k, v))
+        stats = observer.guided(extra_options) if observer is not None else None
+        qh, kh, vh = (split_heads(t, extra_options["n_heads"]) for t in (q, k, v))
         if previous is None and rows is None:
-            return merge_heads(gag_attention(qh, kh, vh, **guidance))
+            return merge_heads(gag_attention(qh, kh, vh, stats=stats, **guidance))
         out = base_attention(q, k, v, extra_options)
         if rows is None:
-            return out + merge_heads(gag_correction(qh, kh, vh, **guidance)).to(out.dtype)
-        correction = merge_heads(gag_correction(qh[rows], kh[rows], vh[rows], **guidance)).to(out.dtype)
-        return out.index_add(0, rows.to(out.device), correction)
+            return out + merge_heads(gag_correction(qh, kh, vh, stats=stats, **guidance)).to(out.dtype)
+        correction = merge_heads(gag_correction(qh[rows], kh[rows], vh[rows], stats=stats, **guidance))
+        return out.index_add(0, rows.to(out.device), correction.to(out.dtype))
 
     return gag_attn2

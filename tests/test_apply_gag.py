@@ -46,6 +46,19 @@ def call_kind(options):
     return options["block"][0] if "block" in options else options["block_type"]
 
 
+class Calls(list):
+    """A test observer: records the transformer_options of every guided call."""
+
+    def guided(self, options):
+        self.append(dict(options))  # the host mutates the dict as it moves through the blocks
+
+    def skipped(self, options):
+        pass
+
+    def kinds(self):
+        return collections.Counter(call_kind(o) for o in self)
+
+
 def run(model, tiny, **kwargs):
     return tiny_models.sample(model, tiny, steps=kwargs.pop("steps", STEPS), **kwargs)
 
@@ -53,13 +66,13 @@ def run(model, tiny, **kwargs):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_patch_runs_on_exactly_the_intended_layers(family, nodes_api):
     tiny = tiny_models.BUILDERS[family]()
-    calls = collections.Counter()
-    patched = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api), on_call=lambda o: calls.update([call_kind(o)]))
+    calls = Calls()
+    patched = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api), observer=calls)
     run(patched, tiny, cfg=2.0)
     layers = expected_layers(family, tiny.patcher.model.diffusion_model)
     assert sum(layers.values()) > 0
     # cond and uncond go through the model in one batched call per step
-    assert calls == collections.Counter({kind: n * STEPS for kind, n in layers.items()})
+    assert calls.kinds() == collections.Counter({kind: n * STEPS for kind, n in layers.items()})
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -134,12 +147,12 @@ def test_outside_the_window_nothing_changes_and_nothing_leaks(family, nodes_api)
     tiny = tiny_models.BUILDERS[family]()
     parallel_clone = tiny.patcher.clone()
     plain = run(tiny.patcher, tiny)
-    calls = []
-    outside = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api, start=1.0, end=1.0), on_call=calls.append)
+    calls = Calls()
+    outside = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api, start=1.0, end=1.0), observer=calls)
     assert torch.equal(run(outside, tiny), plain)
     assert calls == []
     # a window holding only the first step guides only that step
-    first_step = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api, start=0.0, end=0.1), on_call=calls.append)
+    first_step = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api, start=0.0, end=0.1), observer=calls)
     run(first_step, tiny)
     assert calls and {float(o["sigmas"].max()) for o in calls} == {float(calls[0]["sigmas"].max())}
     # sampling with patched models left the input model and a parallel clone untouched
@@ -211,8 +224,8 @@ def test_cond_only_leaves_uncond_rows_unchanged(family, nodes_api):
 @pytest.mark.parametrize("cfg", [1.0, 4.0])
 def test_sampling_cfg_batch_and_dtypes(family, dtype, cfg, nodes_api):
     tiny = tiny_models.BUILDERS[family](dtype=dtype, batch=2)
-    calls = []
-    patched = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api), on_call=calls.append)
+    calls = Calls()
+    patched = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api), observer=calls)
     out = run(patched, tiny, cfg=cfg)
     assert out.shape[0] == 2
     assert bool(torch.isfinite(out).all())

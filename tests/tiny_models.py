@@ -6,10 +6,13 @@ latent. Weights are random (std 1/√fan_in, biases 0.02) and seeded, so two bui
 """
 
 import dataclasses
+import pathlib
 
 import torch
 
 CPU = torch.device("cpu")
+TEST_OUTPUT = pathlib.Path(__file__).resolve().parent.parent / "test-output"
+"""Pictures the tests write for people to look at (gitignored)."""
 
 
 @dataclasses.dataclass
