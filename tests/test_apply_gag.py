@@ -1,6 +1,6 @@
 """Apply GAG on tiny random-weight models of every supported family, through the real sampler.
 
-One parametrised suite for SDXL, SD1.5, FLUX.1, FLUX.2 and Qwen-Image (ISSUE 4 acceptance).
+One parametrised suite for SDXL, SD1.5, FLUX.1, FLUX.2, Chroma and Qwen-Image (ISSUE 4 acceptance).
 """
 
 import collections
@@ -12,7 +12,7 @@ import torch
 import tiny_models
 from gag_reference import reference_cross_attention, reference_joint_attention
 
-FAMILIES = ["sdxl", "sd15", "flux", "flux2", "qwen_image"]
+FAMILIES = ["sdxl", "sd15", "flux", "flux2", "chroma", "qwen_image"]
 UNET_FAMILIES = {"sdxl", "sd15"}
 STEPS = 2
 

@@ -110,6 +110,21 @@ def flux2(dtype=torch.float32, batch=1):
                    torch.zeros(batch, 128, 8, 8), dtype)
 
 
+def chroma(dtype=torch.float32, batch=1):
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.Chroma({
+        "image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": 64, "hidden_size": 64,
+        "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2, "axes_dim": [8, 12, 12],
+        "theta": 10000, "patch_size": 2, "qkv_bias": True, "in_dim": 64, "out_dim": 64, "hidden_dim": 64,
+        "n_layers": 1,
+    })
+    extra = {"pooled_output": torch.zeros(1, 32)}  # read (and ignored) by the inherited Flux.encode_adm
+    return _finish(config, comfy.model_base.Chroma, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
+                   torch.zeros(batch, 16, 16, 16), dtype)
+
+
 def qwen_image(dtype=torch.float32, batch=1):
     import comfy.model_base
     import comfy.supported_models
@@ -123,7 +138,7 @@ def qwen_image(dtype=torch.float32, batch=1):
                    torch.zeros(batch, 16, 1, 16, 16), dtype)
 
 
-BUILDERS = {"sdxl": sdxl, "sd15": sd15, "flux": flux, "flux2": flux2, "qwen_image": qwen_image}
+BUILDERS = {"sdxl": sdxl, "sd15": sd15, "flux": flux, "flux2": flux2, "chroma": chroma, "qwen_image": qwen_image}
 
 
 def sample(model_patcher, tiny: TinyModel, *, steps=2, cfg=2.0, seed=42, sampler="euler", scheduler="simple"):
