@@ -1,4 +1,4 @@
-"""Timing and peak-memory helpers: interleaved repeats, medians, spread."""
+"""Timing helpers (interleaved repeats, medians, spread) and the CUDA peak-memory probe."""
 
 import statistics
 import time
@@ -24,30 +24,11 @@ def time_pair(ours, baseline, *, repeats: int, warmup: int = 2) -> dict:
                 spread=(min(ratios), max(ratios)))
 
 
-def peak_memory_bytes(fn) -> int | None:
-    """Peak memory ``fn()`` adds above what was live before it: the caching allocator's
-    peak on CUDA; on Linux CPUs the process's resident high-water mark (VmHWM), reset
-    through /proc/self/clear_refs before the call. None where neither is available."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = _status_kib("VmRSS")
-        fn()
-        return (_status_kib("VmHWM") - before) * 1024
-    except OSError:
-        return None
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise OSError(f"{field} not in /proc/self/status")
+def cuda_peak_mib(fn) -> str:
+    """Peak CUDA memory ``fn()`` allocates above what was live before it, in MiB."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return f"{(torch.cuda.max_memory_allocated() - before) / 2**20:.1f}"

@@ -1,18 +1,22 @@
 """``python -m bench``: GAG attention vs plain SDPA (and vs a naive GAG) in one process.
 
 Prints one line per case: our median time, the baseline's, their ratio with the spread
-of per-repeat ratios, and the peak extra memory of each. CPU runs use 2 threads unless
+of per-repeat ratios, and the peak memory each call adds (CPU: measured in a fresh
+process, see bench/memory.py; CUDA: the allocator's peak). CPU runs use 2 threads unless
 ``--threads`` says otherwise; ``--device cuda --dtype bfloat16`` runs the same cases on a GPU.
 """
 
 import argparse
+import os
+import subprocess
+import sys
 
 import torch
 import torch.nn.functional as F
 
 import gag_core
 
-from .measure import peak_memory_bytes, time_pair
+from .measure import cuda_peak_mib, time_pair
 from .naive import naive_gag_attention
 
 DEFAULTS = dict(lam=5.0, zeta=0.0, tau=15.0)
@@ -33,7 +37,7 @@ CASES = [
     cross_case("SD1.5 64x64 d40", 2, 8, 4096, 77, 40),
     cross_case("SD1.5 32x32 d80", 2, 8, 1024, 77, 80),
     cross_case("SD1.5 16x16 d160", 2, 8, 256, 77, 160),
-    joint_case("FLUX 1024px 4096+512", 1, 24, 4096, 512, 128),
+    dict(joint_case("FLUX 1024px 4096+512", 1, 24, 4096, 512, 128), repeats=3),
 ]
 
 
@@ -79,15 +83,22 @@ def main(argv=None):
         q, k, v = inputs(case, device, dtype)
         ours, baseline, max_diff = functions(case, q, k, v)
         with torch.inference_mode():
-            timing = time_pair(lambda: (ours(), sync()), lambda: (baseline(), sync()), repeats=args.repeats)
-            peak_ours, peak_base = peak_memory_bytes(ours), peak_memory_bytes(baseline)
+            timing = time_pair(lambda: (ours(), sync()), lambda: (baseline(), sync()),
+                               repeats=case.get("repeats", args.repeats))
+            peak_ours, peak_base = (cuda_peak_mib(ours), cuda_peak_mib(baseline)) if device.type == "cuda" \
+                else _cpu_peaks(case["name"])
         line = (f"{case['name']:<34} ours {timing['ours'] * 1e3:8.2f} ms  base {timing['baseline'] * 1e3:8.2f} ms  "
                 f"ratio {timing['ratio']:5.2f}x (spread {timing['spread'][0]:.2f}-{timing['spread'][1]:.2f})  "
-                f"peak {_mib(peak_ours)} / {_mib(peak_base)} MiB")
+                f"peak {peak_ours} / {peak_base} MiB")
         if max_diff is not None:
             line += f"  speedup {timing['baseline'] / timing['ours']:.1f}x, max|diff|/max|out| {max_diff:.1e}"
         print(line, flush=True)
 
 
-def _mib(n_bytes):
-    return "   n/a" if n_bytes is None else f"{n_bytes / 2**20:6.1f}"
+def _cpu_peaks(name):
+    """Peak MiB of (ours, baseline) from a fresh process (bench/memory.py)."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    result = subprocess.run([sys.executable, "-m", "bench.memory", name], capture_output=True, text=True, env=env,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    fields = result.stdout.split()
+    return tuple(fields) if result.returncode == 0 and len(fields) == 2 else ("n/a", "n/a")
