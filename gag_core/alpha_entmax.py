@@ -62,12 +62,13 @@ def sparse_probs_(scores: torch.Tensor, alpha: float, *, out: torch.Tensor, work
         raise ValueError(f"alpha must be in [1, 2], got {alpha}")
     row_max = scores.amax(-1, keepdim=True)
     row_valid = torch.isfinite(row_max)
-    y = scores.sub_(torch.where(row_valid, row_max, 0.0))
+    scale = 1.0 if alpha == 1.0 else alpha - 1.0
+    # y = scale·(z − max z) in one pass; scaling by 0.5 or 1 is exact, so this is as accurate
+    # as shifting first (entries near the max subtract exactly)
+    y = torch.add(torch.where(row_valid, row_max, 0.0).mul_(-scale), scores, alpha=scale, out=scores)
     if alpha == 1.0:
         torch.softmax(y, -1, out=out)
     else:
-        if alpha != 2.0:
-            y.mul_(alpha - 1.0)
         power = 1.0 / (alpha - 1.0)
         if alpha in (1.5, 2.0):
             _entmax_exact(y, power, out, work)
