@@ -136,3 +136,28 @@ def test_demo_command_writes_an_image(tmp_path):
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert f"demo image: {output}" in finished.stdout
     assert Image.open(output).size == (demo.SIZE, demo.SIZE)
+
+
+def test_diagnostics_plot_through_the_server(server, object_info):
+    """GAG Settings with diagnostics → Apply GAG → KSampler → GAG Diagnostics Plot: the chart is
+    saved and its JSON (shown by PreviewAny) holds exactly this prompt's steps."""
+    def diagnostics_prompt(steps, prefix):
+        prompt = demo.sdxl_prompt(object_info, settings={"diagnostics": True, "start_percent": 0.25},
+                                  seed=11 + steps, steps=steps, prefix=prefix)
+        prompt["10"] = {"class_type": "GAGDiagnosticsPlot", "inputs": {"model": ["6", 0], "samples": ["7", 0]}}
+        prompt["11"] = {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": prefix + "_plot"}}
+        prompt["12"] = {"class_type": "PreviewAny", "inputs": {"source": ["10", 1]}}
+        return prompt
+
+    first_id = server.queue_prompt(diagnostics_prompt(4, "e2e_diag4"))
+    second_id = server.queue_prompt(diagnostics_prompt(2, "e2e_diag2"))
+    for entry, steps in ((server.wait_for(first_id), 4), (server.wait_for(second_id), 2)):
+        plots = [f for f in demo.output_files(entry) if "_plot" in f["filename"]]
+        assert len(plots) == 1
+        image = Image.open(io.BytesIO(server.view(plots[0])))
+        assert image.size == (1024, 768)
+        data = json.loads(entry["outputs"]["12"]["text"][0])
+        assert data["steps"] == steps
+        assert sorted({r["step"] for r in data["records"]}) == list(range(steps))
+        assert {r["block"] for r in data["records"]} == {"input", "output"}
+        assert not data["records"][0]["active"] and data["records"][-1]["active"]
