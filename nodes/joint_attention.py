@@ -74,15 +74,17 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
             return base_attention(func, q, k, v, heads, mask, kwargs)
         stats = observer.guided(options) if observer is not None else None
         mask = _four_dims(mask)
+        heads_first = kwargs.get("skip_output_reshape", False)
         if previous is None:
-            dense, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
-            out = dense if kwargs.get("skip_output_reshape", False) else dense.transpose(1, 2).reshape(q.shape[0], -1, heads * qh.shape[-1])
-        else:
-            out = base_attention(func, q, k, v, heads, mask, kwargs).clone()  # may alias its inputs
+            out, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
+            out = out if heads_first else out.transpose(1, 2).reshape(q.shape[0], -1, heads * qh.shape[-1])
+        else:  # the previous override makes the base output; its log-sum-exp needs our own dense pass
+            out, lse = base_attention(func, q, k, v, heads, mask, kwargs).clone(), None  # clone: may alias inputs
         if rows is not None:
             qh, kh, vh = qh[rows], kh[rows], vh[rows]
             mask = mask[rows] if mask is not None and mask.shape[0] == q.shape[0] else mask
-        if previous is not None or rows is not None:
+            lse = None if lse is None else lse[rows]
+        if lse is None:
             _, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
         image_text_mask = None
         if mask is not None:
@@ -90,7 +92,7 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
         correction = gag_correction(qh[..., text_len:, :], kh[..., :text_len, :], vh[..., :text_len, :],
                                     mask=image_text_mask, joint_logsumexp=lse[..., text_len:], stats=stats,
                                     **guidance)
-        return _add_to_image_rows(out, correction, text_len, rows, kwargs.get("skip_output_reshape", False))
+        return _add_to_image_rows(out, correction, text_len, rows, heads_first)
 
     return gag_joint_override
 
