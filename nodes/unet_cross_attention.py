@@ -27,20 +27,17 @@ def cross_attention_layers(diffusion_model):
                             yield kind, number, index
 
 
-def install(model_patcher, settings, selection, gate, observer=None) -> int:
-    """Register the replacements on ``model_patcher`` (a clone); returns how many.
+def install(model_patcher, settings, selection, gate, observer=None) -> None:
+    """Register the replacements on ``model_patcher`` (a clone).
 
     ``observer`` (optional, see apply.py) hears about every call of a selected layer."""
     existing = model_patcher.model_options["transformer_options"].get("patches_replace", {}).get("attn2", {})
-    count = 0
+    guidance = settings.guidance_kwargs()
     for kind, number, index in cross_attention_layers(model_patcher.model.diffusion_model):
-        if not selection.includes(kind, number):
-            continue
-        previous = existing.get((kind, number, index), existing.get((kind, number)))
-        model_patcher.set_model_attn2_replace(
-            _make_replacement(settings.guidance_kwargs(), gate, previous, observer), kind, number, index)
-        count += 1
-    return count
+        if selection.includes(kind, number):
+            previous = existing.get((kind, number, index), existing.get((kind, number)))
+            model_patcher.set_model_attn2_replace(_make_replacement(guidance, gate, previous, observer),
+                                                  kind, number, index)
 
 
 def _make_replacement(guidance: dict, gate, previous, observer):
