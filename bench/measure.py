@@ -1,24 +1,37 @@
-"""Timing helpers (interleaved repeats, medians, spread) and the CUDA peak-memory probe."""
+"""Timing helpers (alternating blocks of repeats, medians, spread) and the CUDA peak-memory probe."""
 
 import statistics
 import time
 
 import torch
 
+BLOCK = 3
+"""Calls of one function in a row. Single alternating calls let one function's memory churn
+(the naive baseline frees hundreds of MiB per call) slow down the next call of the other;
+short blocks keep each in its steady state while machine load still hits both alike."""
+
 
 def time_pair(ours, baseline, *, repeats: int, warmup: int = 2) -> dict:
-    """Median seconds of ``ours()`` and ``baseline()``, run alternately so that machine
-    load affects both; ``spread`` is the (min, max) of the per-repeat ratios."""
+    """Median seconds of ``ours()`` and ``baseline()`` over ``repeats`` calls each, measured
+    in alternating blocks (each preceded by one untimed call); ``spread`` is the (min, max)
+    of the ratios of the two functions' block medians."""
     for _ in range(warmup):
         ours()
         baseline()
-    ours_times, base_times = [], []
-    for _ in range(repeats):
+    ours_times, base_times, ratios = [], [], []
+    for start in range(0, repeats, BLOCK):
+        size = min(BLOCK, repeats - start)
+        block_medians = []
         for fn, times in ((ours, ours_times), (baseline, base_times)):
-            start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-    ratios = [o / b for o, b in zip(ours_times, base_times)]
+            block = []
+            for _ in range(size):
+                begin = time.perf_counter()
+                fn()
+                block.append(time.perf_counter() - begin)
+            times.extend(block)
+            block_medians.append(statistics.median(block))
+        ratios.append(block_medians[0] / block_medians[1])
     return dict(ours=statistics.median(ours_times), baseline=statistics.median(base_times),
                 ratio=statistics.median(ours_times) / statistics.median(base_times),
                 spread=(min(ratios), max(ratios)))

@@ -1,7 +1,7 @@
 """``python -m bench``: GAG attention vs plain SDPA (and vs a naive GAG) in one process.
 
 Prints one line per case: our median time, the baseline's, their ratio with the spread
-of per-repeat ratios, and the peak memory each call adds (CPU: measured in a fresh
+of per-block ratios (see bench/measure.py), and the peak memory each call adds (CPU: measured in a fresh
 process, see bench/memory.py; CUDA: the allocator's peak). CPU runs use 2 threads unless
 ``--threads`` says otherwise; ``--device cuda --dtype bfloat16`` runs the same cases on a GPU.
 """

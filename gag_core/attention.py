@@ -111,7 +111,7 @@ def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
     """Yield (query slice, retrievals) chunk by chunk."""
     dtype = compute_dtype(q.dtype)
     k_scaled_t = (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2)
-    values = v.to(dtype)
+    values = v.to(dtype).contiguous()  # adapters pass head-split views; copy once, not per chunk
     buffers = _ChunkBuffers()
     for rows in _query_chunks(q, k.shape[-2]):
         yield rows, _retrieve(q[..., rows, :].to(dtype), k_scaled_t, values, alpha, _mask_rows(mask, rows),
@@ -129,8 +129,11 @@ def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: flo
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=False):
         if stats is not None:
             stats.add(r.dense, r.sparse, zeta=zeta, tau=tau, mode=mode)
-        out[..., rows, :] = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode,
-                                  pladis_scale=pladis_scale)
+        target = out[..., rows, :]
+        if target.dtype == r.sparse.dtype:
+            guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale, out=target)
+        else:  # half-precision output: combine in the compute dtype, then round once
+            target.copy_(guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale))
     return out
 
 

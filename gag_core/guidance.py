@@ -37,21 +37,24 @@ class GuidanceTerms(NamedTuple):
 
 
 def guide(dense: torch.Tensor, sparse: torch.Tensor, *, lam: float, zeta: float,
-          tau: float | None, mode: str = "gag", pladis_scale: float = 2.0) -> torch.Tensor:
+          tau: float | None, mode: str = "gag", pladis_scale: float = 2.0,
+          out: torch.Tensor | None = None) -> torch.Tensor:
     """Combine retrievals shaped (..., head_dim) into the guided output (same shape).
 
-    Computed in the dtype of the inputs (callers pass float32 or float64).
+    Computed in the dtype of the inputs (callers pass float32 or float64). ``out``
+    (optional, may be a strided view, e.g. a query slice of the full output) receives the
+    result directly, which saves a copy.
     """
     if mode == "pladis":
-        return torch.lerp(dense, sparse, pladis_scale)
+        return torch.lerp(dense, sparse, pladis_scale, out=out)
     if mode != "gag":
         raise ValueError(f"mode must be 'gag' or 'pladis', got {mode!r}")
     terms = guidance_terms(dense, sparse, zeta=zeta, tau=tau)
     step = terms.cap_ratio * lam
     if zeta == 0.0:
-        return sparse * step.mul_(terms.parallel_coef).add_(1.0)
+        return torch.mul(sparse, step.mul_(terms.parallel_coef).add_(1.0), out=out)
     sparse_weight = step * ((1.0 - zeta) * terms.parallel_coef + zeta) + 1.0
-    return torch.addcmul(sparse * sparse_weight, dense, step * -zeta)
+    return torch.mul(sparse, sparse_weight, out=out).addcmul_(dense, step * -zeta)
 
 
 def guidance_terms(dense: torch.Tensor, sparse: torch.Tensor, *, zeta: float,
