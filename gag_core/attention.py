@@ -164,36 +164,47 @@ def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: fl
     return correction
 
 
+FALLBACK_CHUNK_ELEMENTS = 1 << 24
+"""Score elements per query chunk of the math fallback for the dense joint attention (64 MiB
+in float32): bounded memory without thousands of tiny chunks on long joint sequences."""
+
+
 def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                    mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention (B, H, Nq, d) in q's dtype and its log-normaliser (B, H, Nq) in float32.
 
     Uses PyTorch's fused kernels that return the log-sum-exp (CPU flash attention, CUDA
     memory-efficient attention without a mask) so that no (Nq × Nk) matrix is built in
-    Python; other devices and masked CUDA calls use a query-chunked math fallback.
+    Python; other devices, masked CUDA calls and inputs a kernel refuses use a query-chunked
+    math fallback.
     """
     bias = additive_mask(mask, q.dtype)
     if q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
-        return out, lse
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
     if q.device.type == "cuda" and bias is None:
-        out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)
-        return out, lse[..., : q.shape[-2]].float()
+        try:
+            out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)
+            return out, lse[..., : q.shape[-2]].float()
+        except RuntimeError:  # e.g. a head size or dtype the kernel does not support
+            pass
     return _chunked_attention_with_logsumexp(q, k, v, bias)
 
 
-def _chunked_attention_with_logsumexp(q, k, v, bias, chunk: int = 1024):
-    outs, lses = [], []
-    for start in range(0, q.shape[-2], chunk):
-        q_chunk = q[..., start:start + chunk, :]
-        chunk_bias = None
-        if bias is not None:
-            chunk_bias = bias if bias.shape[-2] == 1 else bias[..., start:start + chunk, :]
-        scores = attention_scores(q_chunk, k, chunk_bias)
-        lse = scores.logsumexp(-1, keepdim=True)
-        outs.append(torch.matmul((scores - lse).exp_(), v.to(scores.dtype)).to(q.dtype))
-        lses.append(lse.squeeze(-1).float())
-    return torch.cat(outs, dim=-2), torch.cat(lses, dim=-1)
+def _chunked_attention_with_logsumexp(q, k, v, bias):
+    dtype = compute_dtype(q.dtype)
+    k_scaled_t = (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2)
+    values = v.to(dtype)
+    out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
+    lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
+    size = max(1, FALLBACK_CHUNK_ELEMENTS // max(1, q[..., 0, 0].numel() * k.shape[-2]))
+    for start in range(0, q.shape[-2], size):
+        rows = slice(start, start + size)
+        scores = _scores(q[..., rows, :].to(dtype), k_scaled_t, _mask_rows(bias, rows))
+        chunk_lse = scores.logsumexp(-1, keepdim=True)
+        probs = scores.sub_(torch.where(torch.isfinite(chunk_lse), chunk_lse, 0.0)).exp_()
+        out[..., rows, :] = torch.matmul(probs, values)
+        lse[..., rows] = chunk_lse.squeeze(-1)
+    return out, lse
 
 
 def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text_len: int,

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import gag_core
-from gag_core.attention import _chunked_attention_with_logsumexp
 from gag_reference import reference_cross_attention, reference_joint_attention
 
 SETTINGS = [
@@ -65,13 +64,17 @@ def test_joint_attention_matches_reference(params):
     torch.testing.assert_close(out[..., :text_len, :], plain[..., :text_len, :], atol=1e-5, rtol=1e-5)
 
 
-def test_dense_attention_with_logsumexp():
+def test_dense_attention_with_logsumexp(monkeypatch):
+    import gag_core.attention as attention_module
+
     q, k, v = qkv(seed=7, nq=50, nk=50)
     mask = torch.zeros(1, 1, 50, 50)
     mask[..., 40:] = float("-inf")
     z = (q.double() @ k.double().transpose(-1, -2)) / 4.0 + mask
+    monkeypatch.setattr(attention_module, "FALLBACK_CHUNK_ELEMENTS", 3 * 2 * 50 * 16)  # several chunks
     for out, lse in (gag_core.dense_attention_with_logsumexp(q, k, v, mask),
-                     _chunked_attention_with_logsumexp(q, k, v, mask, chunk=16)):
+                     attention_module._chunked_attention_with_logsumexp(q, k, v, mask),
+                     gag_core.dense_attention_with_logsumexp(q.double(), k.double(), v.double(), mask)):
         torch.testing.assert_close(lse.double(), z.logsumexp(-1), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out.double(), torch.softmax(z, -1) @ v.double(), atol=1e-5, rtol=1e-5)
 
@@ -112,3 +115,14 @@ def test_query_chunking_is_invisible(params, monkeypatch):
     joint = gag_core.gag_joint_attention(q, q, q, text_len=11, **params)
     torch.testing.assert_close(joint.double(), reference_joint_attention(q, q, q, text_len=11, **params),
                                atol=2e-5, rtol=1e-5)
+
+
+def test_math_fallback_keeps_fully_masked_rows_finite():
+    import gag_core.attention as attention_module
+
+    q, k, v = qkv(seed=12, nq=6, nk=6)
+    keep = torch.ones(1, 1, 6, 6, dtype=torch.bool)
+    keep[..., 0, :] = False
+    out, lse = attention_module._chunked_attention_with_logsumexp(q, k, v, attention_module.additive_mask(keep, q.dtype))
+    assert bool(torch.isfinite(out).all()) and torch.equal(out[..., 0, :], torch.zeros_like(out[..., 0, :]))
+    assert bool(torch.isneginf(lse[..., 0]).all())
