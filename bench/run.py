@@ -71,12 +71,15 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--only", default="", help="run only cases whose name contains this text")
+    parser.add_argument("--compile", action="store_true",
+                        help="opt-in torch.compile path of the entmax solver (gag_core.set_compile)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    gag_core.set_compile(args.compile)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"torch {torch.__version__}, {args.device}, {args.dtype}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}, entmax solver {'compiled' if args.compile else 'eager'}")
     for case in CASES:
         if args.only and args.only not in case["name"]:
             continue
@@ -86,7 +89,7 @@ def main(argv=None):
             timing = time_pair(lambda: (ours(), sync()), lambda: (baseline(), sync()),
                                repeats=case.get("repeats", args.repeats))
             peak_ours, peak_base = (cuda_peak_mib(ours), cuda_peak_mib(baseline)) if device.type == "cuda" \
-                else _cpu_peaks(case["name"])
+                else _cpu_peaks(case["name"], args.compile)
         line = (f"{case['name']:<34} ours {timing['ours'] * 1e3:8.2f} ms  base {timing['baseline'] * 1e3:8.2f} ms  "
                 f"ratio {timing['ratio']:5.2f}x (spread {timing['spread'][0]:.2f}-{timing['spread'][1]:.2f})  "
                 f"peak {peak_ours} / {peak_base} MiB")
@@ -95,9 +98,9 @@ def main(argv=None):
         print(line, flush=True)
 
 
-def _cpu_peaks(name):
+def _cpu_peaks(name, compiled):
     """Peak MiB of (ours, baseline) from a fresh process (bench/memory.py)."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", GAG_COMPILE="1" if compiled else "0")
     result = subprocess.run([sys.executable, "-m", "bench.memory", name], capture_output=True, text=True, env=env,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     fields = result.stdout.split()

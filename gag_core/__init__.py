@@ -11,7 +11,7 @@ from .attention import (
     gag_joint_attention,
     retrieve_dense_and_sparse,
 )
-from .alpha_entmax import entmax
+from .alpha_entmax import entmax, set_compile
 from .diagnostics import GuidanceStats
 from .guidance import guidance_terms, guide
 from .settings import GAGSettings
@@ -27,4 +27,5 @@ __all__ = [
     "guidance_terms",
     "guide",
     "retrieve_dense_and_sparse",
+    "set_compile",
 ]

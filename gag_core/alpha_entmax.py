@@ -17,14 +17,20 @@ Solvers:
   algorithm. The result is exact up to float rounding.
 - other α ∈ (1, 2): bisection on θ down to float resolution, then renormalisation.
 
-:func:`entmax` allocates its result; :func:`sparse_probs_` is the attention hot path: it
-overwrites the score buffer and writes into caller-owned buffers, so a loop over query
-chunks allocates no map-sized tensor after its first chunk.
+:func:`sparse_probs` is the attention hot path: it overwrites the caller's score buffer.
+With :func:`set_compile` (or ``GAG_COMPILE=1`` in the environment) the first solver pass
+for α ∈ {1.5, 2}, which does nearly all the work, runs through ``torch.compile`` (rows
+dynamic, key count static); if compiling fails for any reason the eager code takes over
+for good, with a logged warning. Both paths run the same Python code.
 """
 
+import logging
 import math
+import os
 
 import torch
+
+log = logging.getLogger(__name__)
 
 NEWTON_STEPS = 4
 """Newton steps over all rows before the first exact finish."""
@@ -48,14 +54,16 @@ def entmax(z: torch.Tensor, alpha: float, dim: int = -1) -> torch.Tensor:
         probabilities, same shape and dtype as ``z``.
     """
     scores = z.movedim(dim, -1).to(compute_dtype(z.dtype), copy=True)
-    p = sparse_probs_(scores, alpha, out=torch.empty_like(scores), work=torch.empty_like(scores))
-    return p.to(z.dtype).movedim(-1, dim)
+    return sparse_probs(scores, alpha).to(z.dtype).movedim(-1, dim)
 
 
-def sparse_probs_(scores: torch.Tensor, alpha: float, *, out: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
-    """α-entmax along the last dim of ``scores`` into ``out``; returns ``out``.
+def sparse_probs(scores: torch.Tensor, alpha: float, *, out: torch.Tensor | None = None,
+                 work: torch.Tensor | None = None) -> torch.Tensor:
+    """α-entmax along the last dim of ``scores`` (float32/64), which is overwritten.
 
-    ``scores`` (float32/64) is overwritten; ``out`` and ``work`` are buffers of its shape.
+    ``out`` and ``work`` (optional, contiguous, the shape of ``scores``) let a caller that
+    loops over chunks reuse two buffers instead of allocating them per chunk; the result is
+    in ``out`` when the eager exact solver runs, else a new tensor.
     """
     alpha = float(alpha)
     if not 1.0 <= alpha <= 2.0:
@@ -67,16 +75,14 @@ def sparse_probs_(scores: torch.Tensor, alpha: float, *, out: torch.Tensor, work
     # as shifting first (entries near the max subtract exactly)
     y = torch.add(torch.where(row_valid, row_max, 0.0).mul_(-scale), scores, alpha=scale, out=scores)
     if alpha == 1.0:
-        torch.softmax(y, -1, out=out)
+        p = torch.softmax(y, -1)
+    elif alpha in (1.5, 2.0):
+        p = _entmax_exact(y, 1.0 / (alpha - 1.0), out, work)
     else:
-        power = 1.0 / (alpha - 1.0)
-        if alpha in (1.5, 2.0):
-            _entmax_exact(y, power, out, work)
-        else:
-            out.copy_(_entmax_bisect(y, power))
+        p = _entmax_bisect(y, 1.0 / (alpha - 1.0))
     if not bool(row_valid.all()):
-        out.masked_fill_(~row_valid, 0.0)
-    return out
+        p.masked_fill_(~row_valid, 0.0)
+    return p
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -84,35 +90,81 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _entmax_exact(y: torch.Tensor, power: float, out: torch.Tensor, work: torch.Tensor) -> None:
-    """Exact solver for power 1/(α−1) ∈ {1 (sparsemax), 2 (1.5-entmax)} on shifted logits,
-    written into ``out`` (``work``: scratch of the same shape).
+def set_compile(enabled: bool) -> None:
+    """Run the exact solver's first pass through ``torch.compile`` (opt-in, see module doc)."""
+    _compiled.enabled = bool(enabled)
 
-    θ starts at a lower bound (Jensen: Σ(y−θ)_+^p ≥ n·mean(y−θ)^p, on y clamped at −1,
-    which changes nothing for θ ≥ −1), takes Newton steps from the left, then the exact
-    finish on the support {y > θ}; rows not certified there are retried on their own.
+
+class _CompiledFirstPass:
+    """Lazily compiled ``_first_pass``; disables itself if compiling or running fails."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.function = None
+
+    def __call__(self, rows: torch.Tensor, power: float, out=None, work=None):
+        if self.enabled:
+            try:
+                if self.function is None:
+                    self.function = torch.compile(_first_pass, dynamic=False, fullgraph=True)
+                torch._dynamo.mark_dynamic(rows, 0)
+                return self.function(rows, power)
+            except Exception as error:  # no compiler, unsupported backend, ...: eager from now on
+                log.warning("GAG: torch.compile of the entmax solver failed (%s); using eager PyTorch", error)
+                self.enabled = False
+        return _first_pass(rows, power, out, work)
+
+
+_compiled = _CompiledFirstPass(os.environ.get("GAG_COMPILE") == "1")
+
+
+def _entmax_exact(y: torch.Tensor, power: float, out=None, work=None) -> torch.Tensor:
+    """Exact solver for power 1/(α−1) ∈ {1 (sparsemax), 2 (1.5-entmax)} on shifted logits.
+
+    The first pass solves every row (``_first_pass``); rows it cannot certify get more
+    Newton steps on their own, then the sort-based algorithm.
     """
-    n = y.shape[-1]
-    theta = torch.clamp(y, min=-1.0, out=work).mean(-1, keepdim=True).sub_(n ** (-1.0 / power)).clamp_(min=-1.0)
-    certified, theta = _newton_then_finish(y, theta, power, NEWTON_STEPS, out, work)
-    if bool(certified.all()):
-        return
+    shape, n = y.shape, y.shape[-1]
     rows = y.reshape(-1, n)
-    flat_out, flat_certified, flat_theta = out.view(-1, n), certified.reshape(-1), theta.reshape(-1, 1)
+    p, certified, theta = _compiled(rows, power, _rows_of(out, n), _rows_of(work, n))
+    if bool(certified.all()):
+        return p.reshape(shape)
+    flat_certified, flat_theta = certified.reshape(-1), theta.reshape(-1, 1)
     for _ in range(RETRY_ROUNDS):
         index = (~flat_certified).nonzero().squeeze(-1)
         if index.numel() == 0:
-            return
+            return p.reshape(shape)
         y_rows = rows[index]
         p_rows = torch.empty_like(y_rows)
         ok, theta_rows = _newton_then_finish(y_rows, flat_theta[index], power, RETRY_STEPS, p_rows,
                                              torch.empty_like(y_rows))
-        flat_out[index], flat_certified[index], flat_theta[index] = p_rows, ok.squeeze(-1), theta_rows
+        p[index], flat_certified[index], flat_theta[index] = p_rows, ok.squeeze(-1), theta_rows
     index = (~flat_certified).nonzero().squeeze(-1)
     if index.numel():
         y_rows = rows[index]
         exact = _threshold_on_support(y_rows, y_rows > _threshold_sorted(y_rows, power), power)
-        flat_out[index] = (y_rows - exact).clamp_(min=0.0).pow_(power)
+        p[index] = (y_rows - exact).clamp_(min=0.0).pow_(power)
+    return p.reshape(shape)
+
+
+def _rows_of(buffer, n):
+    return None if buffer is None else buffer.view(-1, n)
+
+
+def _first_pass(y: torch.Tensor, power: float, out=None, work=None):
+    """Solve all rows of y (rows, n): returns (p, certified (rows, 1), last Newton θ);
+    ``out``/``work`` are optional buffers of y's shape (p is written into ``out``).
+
+    θ starts at a lower bound (Jensen: Σ(y−θ)_+^p ≥ n·mean(y−θ)^p, on y clamped at −1,
+    which changes nothing for θ ≥ −1), takes NEWTON_STEPS Newton steps from the left, then
+    the exact finish on the support {y > θ}.
+    """
+    n = y.shape[-1]
+    out = torch.empty_like(y) if out is None else out
+    work = torch.empty_like(y) if work is None else work
+    theta = torch.clamp(y, min=-1.0, out=work).mean(-1, keepdim=True).sub_(n ** (-1.0 / power)).clamp_(min=-1.0)
+    certified, theta = _newton_then_finish(y, theta, power, NEWTON_STEPS, out, work)
+    return out, certified, theta
 
 
 def _newton_then_finish(y, theta, power, steps, out, work):

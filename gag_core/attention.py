@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from .alpha_entmax import compute_dtype, sparse_probs_
+from .alpha_entmax import compute_dtype, sparse_probs
 from .diagnostics import GuidanceStats
 from .guidance import guide
 
@@ -68,8 +68,8 @@ def _mask_rows(mask: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
 
 
 class _ChunkBuffers:
-    """Three score-map-sized buffers (scores, probabilities, scratch) reused by every
-    chunk of one call; a differently sized last chunk gets its own set."""
+    """Score-map-sized buffers (scores, dense probabilities, sparse probabilities) reused by
+    every chunk of one call; a differently sized last chunk gets its own set."""
 
     def __init__(self):
         self._by_shape = {}
@@ -87,7 +87,7 @@ def _retrieve(q, k_scaled_t, values, alpha, mask, with_logsumexp, buffers=None) 
     becomes the entmax scratch, and the scores are overwritten by the entmax solver.
     """
     shape = q.shape[:-1] + k_scaled_t.shape[-1:]
-    scores_buf, probs_buf, work_buf = (buffers or _ChunkBuffers()).get(torch.broadcast_shapes(
+    scores_buf, probs_buf, sparse_buf = (buffers or _ChunkBuffers()).get(torch.broadcast_shapes(
         shape, k_scaled_t.shape[:-2] + shape[-2:]), q)
     scores = _scores(q, k_scaled_t, mask, out=scores_buf)
     probs = torch.softmax(scores, -1, out=probs_buf)
@@ -95,8 +95,8 @@ def _retrieve(q, k_scaled_t, values, alpha, mask, with_logsumexp, buffers=None) 
         probs.nan_to_num_(0.0)
     dense = torch.matmul(probs, values)
     logsumexp = scores.logsumexp(-1, keepdim=True) if with_logsumexp else None
-    sparse_probs = sparse_probs_(scores, alpha, out=work_buf, work=probs)
-    return TextRetrievals(dense, torch.matmul(sparse_probs, values), logsumexp)
+    sparse = torch.matmul(sparse_probs(scores, alpha, out=sparse_buf, work=probs), values)
+    return TextRetrievals(dense, sparse, logsumexp)
 
 
 def retrieve_dense_and_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, alpha: float,

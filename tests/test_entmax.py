@@ -111,3 +111,35 @@ def test_dim_argument():
 def test_alpha_out_of_range(alpha):
     with pytest.raises(ValueError, match="alpha"):
         gag_core.entmax(torch.randn(2, 3), alpha)
+
+
+@pytest.fixture
+def compiled_solver(monkeypatch):
+    """The opt-in torch.compile path, enabled for one test and fresh (not shared across tests)."""
+    monkeypatch.setattr(entmax_module, "_compiled", entmax_module._CompiledFirstPass(enabled=True))
+    return entmax_module._compiled
+
+
+@pytest.mark.parametrize("alpha", [1.5, 2.0])
+def test_compiled_solver_matches_eager_and_reference(alpha, compiled_solver):
+    z = torch.cat([random_rows(seed=21, rows=600), adversarial_rows()])
+    compiled = gag_core.entmax(z, alpha)
+    assert compiled_solver.enabled and compiled_solver.function is not None  # it really ran compiled
+    compiled_solver.enabled = False
+    eager = gag_core.entmax(z, alpha)
+    torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=0)
+    torch.testing.assert_close(compiled.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
+
+
+def test_compile_failure_falls_back_to_eager(compiled_solver, monkeypatch, caplog):
+    def broken_compile(*args, **kwargs):
+        def fail(*a, **k):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    z = random_rows(seed=22, rows=50)
+    p = gag_core.entmax(z, 1.5)
+    assert not compiled_solver.enabled
+    assert "torch.compile of the entmax solver failed" in caplog.text
+    torch.testing.assert_close(p.double(), reference_entmax(z, 1.5), atol=1e-6, rtol=0)
