@@ -5,11 +5,12 @@ Public interface (SPEC §5): :func:`entmax`, :func:`guide`, :func:`gag_attention
 """
 
 from .attention import (
+    as_four_dims,
     dense_attention_with_logsumexp,
     gag_attention,
     gag_correction,
     gag_joint_attention,
-    retrieve_dense_and_sparse,
+    image_text_block,
 )
 from .alpha_entmax import entmax, set_compile
 from .diagnostics import GuidanceStats
@@ -19,6 +20,7 @@ from .settings import GAGSettings
 __all__ = [
     "GAGSettings",
     "GuidanceStats",
+    "as_four_dims",
     "dense_attention_with_logsumexp",
     "entmax",
     "gag_attention",
@@ -26,6 +28,6 @@ __all__ = [
     "gag_joint_attention",
     "guidance_terms",
     "guide",
-    "retrieve_dense_and_sparse",
+    "image_text_block",
     "set_compile",
 ]

@@ -42,10 +42,26 @@ probability maps and the entmax temporaries stay cache-resident, and no tensor o
 B·H·Nq·Nk is ever allocated."""
 
 
-def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Scaled scores q kᵀ / √d (+ mask) in the compute dtype, shaped (B, H, Nq, Nk)."""
-    dtype = compute_dtype(q.dtype)
-    return _scores(q.to(dtype), (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2), mask)
+def as_four_dims(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A mask shaped (Nk,), (Nq, Nk), (B, Nq, Nk) or (B, H, Nq, Nk) as a 4-D view, the way
+    PyTorch's SDPA (and ComfyUI's attention backends) broadcast it."""
+    if mask is None:
+        return None
+    while mask.ndim < 4:
+        mask = mask.unsqueeze(0) if mask.ndim != 3 else mask.unsqueeze(1)
+    return mask
+
+
+def image_text_block(mask: torch.Tensor | None, text_len: int) -> torch.Tensor | None:
+    """The (image queries × text keys) part of a 4-D joint-attention mask, text first."""
+    if mask is None:
+        return None
+    return mask[..., text_len:, :text_len] if mask.shape[-2] > 1 else mask[..., :text_len]
+
+
+def _scaled_keys_t(q: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """kᵀ / √d in the compute dtype, (…, d, Nk): the score scale folded into the small side."""
+    return (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2)
 
 
 def _scores(q, k_scaled_t, mask, out=None):
@@ -99,19 +115,12 @@ def _retrieve(q, k_scaled_t, values, alpha, mask, with_logsumexp, buffers=None) 
     return TextRetrievals(dense, sparse, logsumexp)
 
 
-def retrieve_dense_and_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, alpha: float,
-                              mask: torch.Tensor | None = None) -> TextRetrievals:
-    """Softmax and α-entmax retrievals from one shared score map (one chunk, no loop)."""
-    dtype = compute_dtype(q.dtype)
-    return _retrieve(q.to(dtype), (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2), v.to(dtype),
-                     alpha, mask, with_logsumexp=True)
-
-
 def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
     """Yield (query slice, retrievals) chunk by chunk."""
     dtype = compute_dtype(q.dtype)
-    k_scaled_t = (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2)
+    k_scaled_t = _scaled_keys_t(q, k, dtype)
     values = v.to(dtype).contiguous()  # adapters pass head-split views; copy once, not per chunk
+    mask = as_four_dims(mask)
     buffers = _ChunkBuffers()
     for rows in _query_chunks(q, k.shape[-2]):
         yield rows, _retrieve(q[..., rows, :].to(dtype), k_scaled_t, values, alpha, _mask_rows(mask, rows),
@@ -178,7 +187,7 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
     Python; other devices, masked CUDA calls and inputs a kernel refuses use a query-chunked
     math fallback.
     """
-    bias = additive_mask(mask, q.dtype)
+    bias = additive_mask(as_four_dims(mask), q.dtype)
     if q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
     if q.device.type == "cuda" and bias is None:
@@ -192,7 +201,7 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
 
 def _chunked_attention_with_logsumexp(q, k, v, bias):
     dtype = compute_dtype(q.dtype)
-    k_scaled_t = (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2)
+    k_scaled_t = _scaled_keys_t(q, k, dtype)
     values = v.to(dtype)
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
@@ -216,15 +225,12 @@ def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, te
     out_img = out_joint_dense + m · (G_t − D_t) (SPEC §2); text-query rows are the dense
     joint output. Returns (B, H, N, d) in q's dtype.
     """
+    mask = as_four_dims(mask)
     out, lse = dense_attention_with_logsumexp(q, k, v, mask)
-    image_text_mask = None
-    if mask is not None:
-        image_text_mask = mask[..., text_len:, :text_len] if mask.shape[-2] > 1 else mask[..., :text_len]
     correction = gag_correction(
         q[..., text_len:, :], k[..., :text_len, :], v[..., :text_len, :],
         lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode, pladis_scale=pladis_scale,
-        mask=image_text_mask, joint_logsumexp=lse[..., text_len:],
+        mask=image_text_block(mask, text_len), joint_logsumexp=lse[..., text_len:],
     )
-    out = out.clone()
-    out[..., text_len:, :] += correction.to(out.dtype)
+    out[..., text_len:, :] += correction.to(out.dtype)  # out is the kernel's fresh tensor
     return out

@@ -126,3 +126,16 @@ def test_math_fallback_keeps_fully_masked_rows_finite():
     out, lse = attention_module._chunked_attention_with_logsumexp(q, k, v, attention_module.additive_mask(keep, q.dtype))
     assert bool(torch.isfinite(out).all()) and torch.equal(out[..., 0, :], torch.zeros_like(out[..., 0, :]))
     assert bool(torch.isneginf(lse[..., 0]).all())
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_masks_with_fewer_dims_broadcast_like_sdpa(dims):
+    q, k, v = qkv(seed=13)
+    keep = torch.rand(13, generator=torch.Generator().manual_seed(5)) > 0.3
+    keep[0] = True
+    mask = {1: keep, 2: keep.expand(40, 13), 3: keep.expand(2, 40, 13)}[dims]
+    out = gag_core.gag_attention(q, k, v, mask=mask, **SETTINGS[0])
+    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, mask=keep, **SETTINGS[0]),
+                               atol=2e-5, rtol=1e-5)
+    joint = gag_core.gag_joint_attention(q, q, q, text_len=10, mask=torch.ones(40, dtype=torch.bool), **SETTINGS[0])
+    torch.testing.assert_close(joint, gag_core.gag_joint_attention(q, q, q, text_len=10, **SETTINGS[0]))
