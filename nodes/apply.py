@@ -39,12 +39,15 @@ def apply_gag(model_patcher, settings: NodeSettings | None = None, *, observer=N
     selection = settings.blocks.resolve(architecture.default_blocks)
     available = available_blocks(architecture, diffusion_model)
     if not any(selection.includes(kind, index) for kind, indices in available.items() for index in indices):
-        listing = ", ".join(f"{kind} {indices[0]}-{indices[-1]}" for kind, indices in available.items()) or "none"
+        listing = "; ".join(f"{kind} {', '.join(map(str, indices))}" for kind, indices in available.items()
+                            if indices) or "none"
         raise ValueError(f"blocks selects no attention layer of {architecture.name} (it has: {listing})")
 
     patched = model_patcher.clone()
     gate = GuidanceGate.for_model(patched, settings.start_percent, settings.end_percent, settings.cond_only)
     if settings.diagnostics:
+        if observer is not None:
+            raise ValueError("apply_gag: pass either an observer or settings with diagnostics, not both")
         observer = diagnostics.install(patched)
     if architecture.flavour == UNET_CROSS_ATTENTION:
         unet_cross_attention.install(patched, settings.guidance, selection, gate, observer)

@@ -31,11 +31,17 @@ class GuidanceGate:
         return self.sigma_end <= sigma <= self.sigma_start
 
     def rows(self, transformer_options: dict, batch: int) -> torch.Tensor | None:
-        """Batch rows to guide: None for all rows, else an index tensor (possibly empty)."""
+        """Batch rows to guide: None for all rows, else an index tensor (possibly empty).
+
+        With cond_only, a batch whose cond/uncond layout cannot be read (no
+        ``cond_or_uncond``, or a batch that does not split into its chunks) is not guided at
+        all, rather than risk guiding the unconditional rows."""
         if not self.cond_only:
             return None
         chunks = transformer_options.get("cond_or_uncond")
         if not chunks or batch % len(chunks):
+            return torch.zeros(0, dtype=torch.long)
+        if all(kind == COND for kind in chunks):  # e.g. CFG 1: every row is conditional
             return None
         per_chunk = batch // len(chunks)
         rows = [i * per_chunk + j for i, kind in enumerate(chunks) if kind == COND for j in range(per_chunk)]

@@ -18,7 +18,7 @@ import inspect
 
 import comfy.patcher_extension
 
-from ..gag_core import dense_attention_with_logsumexp, gag_correction
+from ..gag_core import as_four_dims, dense_attention_with_logsumexp, gag_correction, image_text_block
 from .gate import split_heads
 
 TEXT_LEN_KEY = "gag_text_len"
@@ -73,7 +73,7 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
                 observer.skipped(options)
             return base_attention(func, q, k, v, heads, mask, kwargs)
         stats = observer.guided(options) if observer is not None else None
-        mask = _four_dims(mask)
+        mask = as_four_dims(mask)
         heads_first = kwargs.get("skip_output_reshape", False)
         if previous is None:
             out, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
@@ -86,26 +86,12 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
             lse = None if lse is None else lse[rows]
         if lse is None:
             _, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
-        image_text_mask = None
-        if mask is not None:
-            image_text_mask = mask[..., text_len:, :text_len] if mask.shape[-2] > 1 else mask[..., :text_len]
         correction = gag_correction(qh[..., text_len:, :], kh[..., :text_len, :], vh[..., :text_len, :],
-                                    mask=image_text_mask, joint_logsumexp=lse[..., text_len:], stats=stats,
-                                    **guidance)
+                                    mask=image_text_block(mask, text_len), joint_logsumexp=lse[..., text_len:],
+                                    stats=stats, **guidance)
         return _add_to_image_rows(out, correction, text_len, rows, heads_first)
 
     return gag_joint_override
-
-
-def _four_dims(mask):
-    """Host masks may be (N, N), (B, N, N) or (B, H, N, N), as ComfyUI's SDPA backend accepts."""
-    if mask is None:
-        return None
-    if mask.ndim == 2:
-        mask = mask.unsqueeze(0)
-    if mask.ndim == 3:
-        mask = mask.unsqueeze(1)
-    return mask
 
 
 def _add_to_image_rows(out, correction, text_len, rows, heads_first):

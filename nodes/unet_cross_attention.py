@@ -2,9 +2,11 @@
 
 One replacement per selected transformer block, keyed ``(block, number, transformer_index)``
 as ComfyUI's ``BasicTransformerBlock`` looks them up. A replacement already on the model
-(e.g. IPAdapter's, keyed with or without the transformer index) is chained: it still
-produces the base output and GAG adds its correction G − D on top. Without one, GAG
-returns its guided output directly (one shared score map, no second attention pass).
+(e.g. IPAdapter's, keyed with or without the transformer index) or another pack's
+``optimized_attention_override`` is chained: it still produces the base output and GAG
+adds its correction G − D on top; so does cond-only guidance (the base output serves the
+unguided rows). Otherwise GAG returns its guided output directly (one shared score map,
+no second attention pass).
 """
 
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
@@ -13,6 +15,7 @@ from ..gag_core import gag_attention, gag_correction
 from .gate import merge_heads, split_heads
 
 UNET_BLOCK_LISTS = (("input", "input_blocks"), ("middle", None), ("output", "output_blocks"))
+OVERRIDE_KEY = "optimized_attention_override"
 
 
 def cross_attention_layers(diffusion_model):
@@ -55,7 +58,7 @@ def _make_replacement(guidance: dict, gate, previous, observer):
             return base_attention(q, k, v, extra_options)
         stats = observer.guided(extra_options) if observer is not None else None
         qh, kh, vh = (split_heads(t, extra_options["n_heads"]) for t in (q, k, v))
-        if previous is None and rows is None:
+        if previous is None and rows is None and OVERRIDE_KEY not in extra_options:
             return merge_heads(gag_attention(qh, kh, vh, stats=stats, **guidance))
         out = base_attention(q, k, v, extra_options)
         if rows is None:

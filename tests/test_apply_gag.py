@@ -154,7 +154,7 @@ def test_outside_the_window_nothing_changes_and_nothing_leaks(family, nodes_api)
     # a window holding only the first step guides only that step
     first_step = nodes_api["apply_gag"](tiny.patcher, settings(nodes_api, start=0.0, end=0.1), observer=calls)
     run(first_step, tiny)
-    assert calls and {float(o["sigmas"].max()) for o in calls} == {float(calls[0]["sigmas"].max())}
+    assert calls and {float(o["sigmas"].max()) for o in calls} == {float(calls[0]["sample_sigmas"][0])}
     # sampling with patched models left the input model and a parallel clone untouched
     guided = run(nodes_api["apply_gag"](tiny.patcher, settings(nodes_api)), tiny)
     assert not torch.equal(guided, plain)
@@ -253,7 +253,7 @@ def test_invalid_settings_name_the_input(nodes_api, pack):
         settings_from_widgets(**dict(good, start_percent=0.8, end_percent=0.2))
     assert settings_from_widgets(**dict(good, cap=False)).guidance.tau is None
     tiny = tiny_models.flux()
-    with pytest.raises(ValueError, match=r"blocks selects no attention layer of FLUX.*double 0-1, single 0-1"):
+    with pytest.raises(ValueError, match=r"blocks selects no attention layer of FLUX.*double 0, 1; single 0, 1"):
         nodes_api["apply_gag"](tiny.patcher, settings(nodes_api, blocks="input output"))
 
 
@@ -266,3 +266,36 @@ def test_unsupported_model_names_its_class(nodes_api, pack):
     patcher.model.diffusion_model = torch.nn.Linear(2, 2)
     with pytest.raises(UnsupportedModelError, match=r"does not support torch\.nn\.modules\.linear\.Linear"):
         nodes_api["apply_gag"](patcher, settings(nodes_api))
+
+
+@pytest.mark.parametrize("family", sorted(UNET_FAMILIES))
+def test_unet_keeps_another_packs_attention_override(family, nodes_api):
+    """An optimized_attention_override set by another pack still runs on the guided attn2
+    layers (as the base output GAG corrects), not only on the layers GAG leaves alone."""
+    tiny = tiny_models.BUILDERS[family]()
+    seen = collections.Counter()
+
+    def other_pack(func, q, k, v, heads, *args, **kwargs):
+        seen["cross" if k.shape[1] != q.shape[1] else "self"] += 1
+        return func(q, k, v, heads, *args, **kwargs)
+
+    base = tiny.patcher.clone()
+    options = base.model_options["transformer_options"].copy()
+    options["optimized_attention_override"] = other_pack
+    base.model_options["transformer_options"] = options
+    plain = run(base, tiny)
+    plain_cross = seen["cross"]
+    identity = run(nodes_api["apply_gag"](base, settings(nodes_api, alpha=1.0)), tiny)
+    assert seen["cross"] == 2 * plain_cross
+    torch.testing.assert_close(identity, plain, atol=1e-4, rtol=1e-4)
+
+
+def test_cond_only_never_guides_rows_it_cannot_identify(pack):
+    from comfyui_gag.nodes.gate import GuidanceGate
+
+    gate = GuidanceGate(sigma_start=1e9, sigma_end=0.0, cond_only=True)
+    assert gate.rows({}, 4).numel() == 0                         # layout unknown: guide nothing
+    assert gate.rows({"cond_or_uncond": [0, 1]}, 3).numel() == 0  # batch does not split into chunks
+    assert gate.rows({"cond_or_uncond": [0]}, 2) is None          # CFG 1: all rows are cond
+    assert gate.rows({"cond_or_uncond": [1, 0]}, 4).tolist() == [2, 3]
+    assert GuidanceGate(1e9, 0.0, cond_only=False).rows({"cond_or_uncond": [1, 0]}, 4) is None
