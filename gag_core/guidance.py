@@ -30,8 +30,6 @@ class GuidanceTerms(NamedTuple):
     """Per-row scalars of the decomposition, each shaped (..., 1)."""
 
     parallel_coef: torch.Tensor  # c
-    parallel_sq: torch.Tensor    # ‖Δ∥‖²
-    delta_sq: torch.Tensor | None  # ‖Δ‖² (None when ζ = 0: not needed)
     update_norm: torch.Tensor    # ‖u‖
     cap_ratio: torch.Tensor      # r
 
@@ -65,7 +63,6 @@ def guidance_terms(dense: torch.Tensor, sparse: torch.Tensor, *, zeta: float,
     has_direction = sparse_sq > SPARSE_NORM_EPS
     coef = torch.where(has_direction, delta_dot_sparse / sparse_sq.clamp_min(SPARSE_NORM_EPS), 0.0)
     parallel_sq = coef * delta_dot_sparse
-    delta_sq = None
     if zeta == 0.0:
         update_sq = parallel_sq
     else:
@@ -77,4 +74,4 @@ def guidance_terms(dense: torch.Tensor, sparse: torch.Tensor, *, zeta: float,
         ratio = torch.ones_like(update_norm)
     else:
         ratio = (tau / update_norm.clamp_min(torch.finfo(update_norm.dtype).tiny)).clamp_max(1.0)
-    return GuidanceTerms(coef, parallel_sq, delta_sq, update_norm, ratio)
+    return GuidanceTerms(coef, update_norm, ratio)

@@ -36,7 +36,8 @@ class GAGSettings:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
     def guidance_kwargs(self) -> dict:
-        """Keyword arguments for ``gag_attention`` / ``gag_correction`` / ``guide``."""
+        """Keyword arguments for ``gag_attention``, ``gag_correction`` and
+        ``gag_joint_attention`` (``guide`` takes them without ``alpha``)."""
         return dataclasses.asdict(self)
 
 

@@ -109,8 +109,8 @@ def _plot(model, samples):
     if trace is None:
         raise ValueError("model: connect the MODEL output of an Apply GAG node whose GAG Settings have "
                          "diagnostics = record")
-    data = json.loads(trace.to_json())
-    return to_image_tensor(render(data)), trace.to_json()
+    text = trace.to_json()
+    return to_image_tensor(render(json.loads(text))), text
 
 
 NODES = (

@@ -4,9 +4,10 @@ Two hooks, both ComfyUI public API, never forked model code:
 - a ``DIFFUSION_MODEL`` wrapper records the text length (``context.shape[1]``) in the
   call's ``transformer_options``;
 - an ``optimized_attention_override`` guides the selected joint blocks: the dense joint
-  output and its log-sum-exp come from one fused SDPA call, and only the image-query ×
-  text-key block is computed explicitly (SPEC §2, mass preserving). Tokens are text
-  first in every supported model (see architectures.py).
+  output and its log-sum-exp come from one fused SDPA call (a query-chunked math fallback
+  where no fused kernel takes the input, e.g. masked calls on CUDA), and only the
+  image-query × text-key block is computed explicitly (SPEC §2, mass preserving). Tokens
+  are text first in every supported model (see architectures.py).
 
 An override already on the model is chained: it runs for every call GAG does not guide,
 and on guided calls it produces the base output that GAG's correction is added to (the

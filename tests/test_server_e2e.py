@@ -117,14 +117,6 @@ def test_workflow_templates_lists_the_examples(server):
         assert json.loads(served) == json.loads(path.read_text())
 
 
-def test_both_example_folder_names_resolve():
-    """ComfyUI serves ``example_workflows/``; ``examples_workflows`` is a relative symlink to it."""
-    canonical, alias = REPO_ROOT / "example_workflows", REPO_ROOT / "examples_workflows"
-    assert canonical.is_dir() and not canonical.is_symlink()
-    assert alias.is_symlink() and not alias.readlink().is_absolute()
-    assert alias.resolve() == canonical.resolve()
-
-
 def test_demo_command_writes_an_image(tmp_path):
     """``scripts/run-comfyui.sh --demo``: its own server, the SDXL example on the stand-in, a PNG."""
     if comfy_host.comfyui_root() is None:
