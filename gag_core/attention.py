@@ -37,9 +37,12 @@ def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor
 
 
 CHUNK_ELEMENTS = 1 << 19
-"""Score-map elements per query chunk (2 MiB in float32). Each chunk's scores, both
-probability maps and the entmax temporaries stay cache-resident, and no tensor of size
+"""Score-map elements per query chunk on the CPU (2 MiB in float32). Each chunk's scores,
+both probability maps and the entmax temporaries stay cache-resident, and no tensor of size
 B·H·Nq·Nk is ever allocated."""
+DEVICE_CHUNK_ELEMENTS = 1 << 24
+"""The same on accelerators (64 MiB in float32): few, large kernels and few host syncs;
+cache residency matters less there than launch overhead."""
 
 
 def as_four_dims(mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -73,7 +76,8 @@ def _scores(q, k_scaled_t, mask, out=None):
 
 def _query_chunks(q: torch.Tensor, n_keys: int) -> list[slice]:
     batch_heads = q[..., 0, 0].numel()
-    size = max(1, CHUNK_ELEMENTS // max(1, batch_heads * n_keys))
+    budget = CHUNK_ELEMENTS if q.device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
+    size = max(1, budget // max(1, batch_heads * n_keys))
     return [slice(start, start + size) for start in range(0, q.shape[-2], size)]
 
 

@@ -16,6 +16,9 @@ class GuidanceGate:
     sigma_start: float
     sigma_end: float
     cond_only: bool
+    # every attention call of one model evaluation shares one ``sigmas`` tensor: reading it
+    # once per evaluation, not per layer, spares a device-to-host sync per layer on GPUs
+    _last: list = dataclasses.field(default_factory=lambda: [None, True], compare=False, repr=False)
 
     @classmethod
     def for_model(cls, model_patcher, start_percent: float, end_percent: float, cond_only: bool):
@@ -27,8 +30,10 @@ class GuidanceGate:
         sigmas = transformer_options.get("sigmas")
         if sigmas is None:
             return True
-        sigma = float(sigmas.max())
-        return self.sigma_end <= sigma <= self.sigma_start
+        if self._last[0] is not sigmas:
+            sigma = float(sigmas.max())
+            self._last[:] = [sigmas, self.sigma_end <= sigma <= self.sigma_start]
+        return self._last[1]
 
     def rows(self, transformer_options: dict, batch: int) -> torch.Tensor | None:
         """Batch rows to guide: None for all rows, else an index tensor (possibly empty).
