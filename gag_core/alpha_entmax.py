@@ -140,10 +140,11 @@ def _entmax_exact(y: torch.Tensor, power: float, out=None, work=None) -> torch.T
                                              torch.empty_like(y_rows))
         p[index], flat_certified[index], flat_theta[index] = p_rows, ok.squeeze(-1), theta_rows
     index = (~flat_certified).nonzero().squeeze(-1)
-    if index.numel():
+    if index.numel():  # last resort: the support from sorting, then the same closed-form finish
         y_rows = rows[index]
-        exact = _threshold_on_support(y_rows, y_rows > _threshold_sorted(y_rows, power), power)
-        p[index] = (y_rows - exact).clamp_(min=0.0).pow_(power)
+        p_rows = torch.empty_like(y_rows)
+        _newton_then_finish(y_rows, _threshold_sorted(y_rows, power), power, 0, p_rows, torch.empty_like(y_rows))
+        p[index] = p_rows
     return p.reshape(shape)
 
 
@@ -209,20 +210,6 @@ def _count_positive(r: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
     """Number of positive entries of a non-negative tensor along the last dim, (..., 1),
     in r's float dtype (exact for any realistic key count; no int64 copy)."""
     return torch.sign(r, out=work).sum(-1, keepdim=True)
-
-
-def _threshold_on_support(y: torch.Tensor, support: torch.Tensor, power: float) -> torch.Tensor:
-    """θ solving Σ_{i∈support}(y_i − θ)^power = 1 in closed form (power 1 or 2); (..., 1)."""
-    k = support.sum(-1, keepdim=True).to(y.dtype).clamp_min(1.0)
-    y_in = torch.where(support, y, 0.0)
-    mean = y_in.sum(-1, keepdim=True) / k
-    if power == 1.0:
-        return mean - 1.0 / k
-    # k θ² − 2 θ Σy + Σy² − 1 = 0, smaller root: θ = mean − sqrt(1/k − variance);
-    # the variance is taken from centred values, which keeps float32 accurate
-    centred = torch.where(support, y - mean, 0.0)
-    variance = (centred * centred).sum(-1, keepdim=True) / k
-    return mean - (1.0 / k - variance).clamp_min(0.0).sqrt()
 
 
 def _threshold_sorted(y: torch.Tensor, power: float) -> torch.Tensor:
