@@ -53,6 +53,18 @@ class GuidanceGate:
         return torch.tensor(rows, dtype=torch.long)
 
 
+    def admit(self, transformer_options: dict, batch: int, observer):
+        """Decide one attention call: None when it runs unguided (outside the window, or no
+        row to guide), else ``(rows, stats)`` for ``rows()`` and the ``GuidanceStats`` the
+        observer wants filled (None without one). The observer hears about both outcomes."""
+        rows = self.rows(transformer_options, batch)
+        if not self.in_window(transformer_options) or (rows is not None and rows.numel() == 0):
+            if observer is not None:
+                observer.skipped(transformer_options)
+            return None
+        return rows, (observer.guided(transformer_options) if observer is not None else None)
+
+
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, N, H·d) → (B, H, N, d)."""
     b, n, _ = x.shape

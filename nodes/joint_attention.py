@@ -20,7 +20,7 @@ import inspect
 import comfy.patcher_extension
 
 from ..gag_core import as_four_dims, dense_attention_with_logsumexp, gag_correction, image_text_block
-from .gate import split_heads
+from .gate import merge_heads, split_heads
 
 TEXT_LEN_KEY = "gag_text_len"
 WRAPPER_KEY = "gag_text_length"
@@ -68,17 +68,15 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
         qh, kh, vh = (q, k, v) if kwargs.get("skip_reshape", False) else (split_heads(t, heads) for t in (q, k, v))
         if not qh.shape[-2] == kh.shape[-2] > text_len:  # not a joint text-image attention call
             return base_attention(func, q, k, v, heads, mask, kwargs)
-        rows = gate.rows(options, q.shape[0])
-        if not gate.in_window(options) or (rows is not None and rows.numel() == 0):
-            if observer is not None:
-                observer.skipped(options)
+        admitted = gate.admit(options, q.shape[0], observer)
+        if admitted is None:
             return base_attention(func, q, k, v, heads, mask, kwargs)
-        stats = observer.guided(options) if observer is not None else None
+        rows, stats = admitted
         mask = as_four_dims(mask)
         heads_first = kwargs.get("skip_output_reshape", False)
         if previous is None:
             out, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
-            out = out if heads_first else out.transpose(1, 2).reshape(q.shape[0], -1, heads * qh.shape[-1])
+            out = out if heads_first else merge_heads(out)
         else:  # the previous override makes the base output; its log-sum-exp needs our own dense pass
             out, lse = base_attention(func, q, k, v, heads, mask, kwargs).clone(), None  # clone: may alias inputs
         if rows is not None:
@@ -98,9 +96,7 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
 def _add_to_image_rows(out, correction, text_len, rows, heads_first):
     """Add the (B', H, N_img, d) correction in place to the image-query rows of ``out``
     (a tensor this adapter owns), which is (B, H, N, d) when ``heads_first`` else (B, N, H·d)."""
-    if not heads_first:
-        correction = correction.transpose(1, 2).reshape(correction.shape[0], correction.shape[2], -1)
-    correction = correction.to(out.dtype)
+    correction = (correction if heads_first else merge_heads(correction)).to(out.dtype)
     image = out[:, :, text_len:] if heads_first else out[:, text_len:]
     if rows is None:
         image += correction

@@ -51,12 +51,10 @@ def _make_replacement(guidance: dict, gate, previous, observer):
                                    transformer_options=extra_options)
 
     def gag_attn2(q, k, v, extra_options, **kwargs):
-        rows = gate.rows(extra_options, q.shape[0])
-        if not gate.in_window(extra_options) or (rows is not None and rows.numel() == 0):
-            if observer is not None:
-                observer.skipped(extra_options)
+        admitted = gate.admit(extra_options, q.shape[0], observer)
+        if admitted is None:
             return base_attention(q, k, v, extra_options)
-        stats = observer.guided(extra_options) if observer is not None else None
+        rows, stats = admitted
         qh, kh, vh = (split_heads(t, extra_options["n_heads"]) for t in (q, k, v))
         if previous is None and rows is None and OVERRIDE_KEY not in extra_options:
             return merge_heads(gag_attention(qh, kh, vh, stats=stats, **guidance))
