@@ -7,13 +7,18 @@ from the loader to Save Image, the sampler settings and the GAG Settings values.
     .venv/bin/python devtools/render_thumbnails.py [WORKFLOW.json ...]   (default: all)
 """
 
+import importlib
 import json
 import pathlib
 import sys
 
 from PIL import Image, ImageDraw, ImageFont
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make ``devtools`` importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from devtools.comfy_host import PACK_MODULE_NAME, REPO_ROOT, load_pack  # noqa: E402
+
 WORKFLOW_DIR = REPO_ROOT / "example_workflows"
 SIZE = 512
 FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "DejaVuSans.ttf")  # has Greek letters
@@ -24,8 +29,9 @@ LABELS = {"CheckpointLoaderSimple": "Load Checkpoint", "UNETLoader": "Load Diffu
           "ApplyGAG": "Apply GAG", "VAEDecode": "VAE Decode", "SaveImage": "Save Image"}
 SETTINGS = (("λ", "lam"), ("ζ", "zeta"), ("τ", "tau"), ("α", "alpha"), ("mode", "mode"), ("window", "window"),
             ("blocks", "blocks"))
-SETTINGS_ORDER = ("lam", "zeta", "tau", "cap", "alpha", "mode", "pladis_scale", "start_percent", "end_percent",
-                  "blocks", "cond_only", "diagnostics")
+# the GAG Settings widget order, from the node's own definition (no ComfyUI needed to read it)
+load_pack()
+SETTINGS_ORDER = tuple(w.name for w in importlib.import_module(f"{PACK_MODULE_NAME}.nodes.definitions").SETTINGS_WIDGETS)
 
 
 def font(size):
