@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from .alpha_entmax import compute_dtype, sparse_probs
+from .alpha_entmax import compute_dtype, finite_floor, sparse_probs
 from .diagnostics import GuidanceStats
 from .guidance import guide
 
@@ -27,13 +27,15 @@ class TextRetrievals(NamedTuple):
     logsumexp: torch.Tensor
 
 
-def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """A bool keep-mask as 0 / −inf in ``dtype``; a float mask cast to ``dtype``."""
+def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype, *, finite: bool = False) -> torch.Tensor | None:
+    """A bool keep-mask as 0 / −inf in ``dtype``; a float mask cast to ``dtype``. With
+    ``finite``, −inf becomes the solvers' finite floor (see ``finite_floor``)."""
     if mask is None:
         return None
+    blocked = finite_floor(dtype) if finite else float("-inf")
     if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-    return mask.to(dtype)
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, blocked)
+    return mask.to(dtype).clamp(min=blocked)
 
 
 CHUNK_ELEMENTS = 1 << 19
@@ -67,11 +69,9 @@ def _scaled_keys_t(q: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torc
     return (k.to(dtype) * q.shape[-1] ** -0.5).transpose(-1, -2)
 
 
-def _scores(q, k_scaled_t, mask, out=None):
+def _scores(q, k_scaled_t, bias, out=None):
     scores = torch.matmul(q, k_scaled_t, out=out)
-    if mask is not None:
-        scores = scores.add_(additive_mask(mask, scores.dtype))
-    return scores
+    return scores if bias is None else scores.add_(bias)
 
 
 def _query_chunks(q: torch.Tensor, n_keys: int) -> list[slice]:
@@ -100,35 +100,56 @@ class _ChunkBuffers:
         return self._by_shape[shape]
 
 
-def _retrieve(q, k_scaled_t, values, alpha, mask, with_logsumexp, buffers=None) -> TextRetrievals:
-    """Both retrievals for one query chunk (inputs already in the compute dtype).
+def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers=None) -> TextRetrievals:
+    """Both retrievals for one query chunk (inputs already in the compute dtype; ``bias``
+    finite, see ``additive_mask``).
 
-    Order matters for memory: the dense map is consumed (D = P V) before its buffer
-    becomes the entmax scratch, and the scores are overwritten by the entmax solver.
+    Order matters for memory: the dense map is consumed (D = P V, and the log-sum-exp)
+    before the entmax solver takes its buffer as scratch, and the scores are overwritten
+    by the solver.
     """
     shape = q.shape[:-1] + k_scaled_t.shape[-1:]
     scores_buf, probs_buf, sparse_buf = (buffers or _ChunkBuffers()).get(torch.broadcast_shapes(
         shape, k_scaled_t.shape[:-2] + shape[-2:]), q)
-    scores = _scores(q, k_scaled_t, mask, out=scores_buf)
+    scores = _scores(q, k_scaled_t, bias, out=scores_buf)
     probs = torch.softmax(scores, -1, out=probs_buf)
-    if mask is not None:  # rows with every key masked: probabilities 0, not NaN
-        probs.nan_to_num_(0.0)
     dense = torch.matmul(probs, values)
-    logsumexp = scores.logsumexp(-1, keepdim=True) if with_logsumexp else None
-    sparse = torch.matmul(sparse_probs(scores, alpha, out=sparse_buf, work=probs), values)
+    logsumexp = _logsumexp(scores, probs) if with_logsumexp else None
+    sparse = torch.matmul(sparse_probs(scores, alpha, dense_probs=probs, out=sparse_buf), values)
     return TextRetrievals(dense, sparse, logsumexp)
 
 
+def _logsumexp(scores, probs):
+    """log Σ exp(scores) along the last dim, (..., 1), from the softmax already computed:
+    the largest probability sits at the largest score and equals exp(max − logsumexp)."""
+    return scores.amax(-1, keepdim=True).sub_(probs.amax(-1, keepdim=True).log_())
+
+
+def _rows_with_keys(bias):
+    """Where some key is not masked, (..., Nq or 1, 1) bool; None when that is everywhere."""
+    if bias is None:
+        return None
+    keeps_any = bias.amax(-1, keepdim=True) > finite_floor(bias.dtype)
+    return None if bool(keeps_any.all()) else keeps_any
+
+
 def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
-    """Yield (query slice, retrievals) chunk by chunk."""
+    """Yield (query slice, retrievals) chunk by chunk. Query rows whose keys are all
+    masked get zero retrievals and a log-sum-exp at the finite floor (no NaN)."""
     dtype = compute_dtype(q.dtype)
     k_scaled_t = _scaled_keys_t(q, k, dtype)
     values = v.to(dtype).contiguous()  # adapters pass head-split views; copy once, not per chunk
-    mask = as_four_dims(mask)
+    bias = additive_mask(as_four_dims(mask), dtype, finite=True)
+    rows_with_keys = _rows_with_keys(bias)
     buffers = _ChunkBuffers()
     for rows in _query_chunks(q, k.shape[-2]):
-        yield rows, _retrieve(q[..., rows, :].to(dtype), k_scaled_t, values, alpha, _mask_rows(mask, rows),
-                              with_logsumexp, buffers)
+        r = _retrieve(q[..., rows, :].to(dtype), k_scaled_t, values, alpha, _mask_rows(bias, rows), with_logsumexp,
+                      buffers)
+        if rows_with_keys is not None:
+            without_keys = ~_mask_rows(rows_with_keys, rows)
+            r.dense.masked_fill_(without_keys, 0.0)
+            r.sparse.masked_fill_(without_keys, 0.0)
+        yield rows, r
 
 
 def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,

@@ -45,13 +45,19 @@ def test_matches_entmax_package_on_adversarial_rows(alpha):
 @pytest.mark.parametrize("retry_rounds", [0, 1, 3])
 @pytest.mark.parametrize("alpha", [1.5, 2.0])
 def test_retries_and_sorted_fallback_are_exact(alpha, retry_rounds, monkeypatch):
-    """With no Newton steps most rows fail the first certificate; they go through the
+    """With no first steps many rows fail the first certificate; they go through the
     retry rounds, and with none left, through the sort-based solver."""
-    monkeypatch.setattr(entmax_module, "NEWTON_STEPS", 0)
+    monkeypatch.setattr(entmax_module, "FIRST_STEPS", {2.0: 0, 1.0: 0})
     monkeypatch.setattr(entmax_module, "RETRY_STEPS", 1)
     monkeypatch.setattr(entmax_module, "RETRY_ROUNDS", retry_rounds)
+    sorted_rows = []
+    threshold_sorted = entmax_module._threshold_sorted
+    monkeypatch.setattr(entmax_module, "_threshold_sorted",
+                        lambda y, power: sorted_rows.append(y.shape[0]) or threshold_sorted(y, power))
     z = torch.cat([random_rows(seed=7, rows=300), adversarial_rows()])
     torch.testing.assert_close(gag_core.entmax(z, alpha).double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
+    if retry_rounds == 0:
+        assert sorted_rows and sorted_rows[0] > 10  # the fallback really solved rows
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -143,3 +149,35 @@ def test_compile_failure_falls_back_to_eager(compiled_solver, monkeypatch, caplo
     assert not compiled_solver.enabled
     assert "torch.compile of the entmax solver failed" in caplog.text
     torch.testing.assert_close(p.double(), reference_entmax(z, 1.5), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("alpha", [1.5, 2.0])
+def test_first_bound_and_steps_stay_below_the_threshold(alpha):
+    """The solver's first bound and every step are lower bounds of θ* (read off the entmax
+    package's map); for α = 1.5 the Cauchy–Schwarz step is never behind Newton's."""
+    power = 1.0 / (alpha - 1.0)
+    z = random_rows(seed=31, rows=1000).double()
+    p = reference_entmax(z, alpha)
+    top = z.argmax(-1, keepdim=True)
+    theta_star = z.gather(-1, top) / power - p.gather(-1, top).pow(alpha - 1.0)
+    theta = entmax_module._initial_bound(z, torch.softmax(z, -1), power)
+    y = z / power
+    for _ in range(4):
+        assert bool((theta <= theta_star + 1e-9).all())
+        r = (y - theta).clamp(min=0.0)
+        following = entmax_module._lower_bound_step(r.clone(), theta, power, torch.empty_like(r))
+        if power == 2.0:
+            newton = theta + (r.square().sum(-1, keepdim=True) - 1.0) / (2.0 * r.sum(-1, keepdim=True))
+            assert bool((following >= newton - 1e-12).all())
+        assert bool((following >= theta - 1e-12).all())
+        theta = following
+
+
+@pytest.mark.parametrize("alpha", [1.5, 2.0])
+def test_first_pass_certifies_nearly_every_attention_row(alpha):
+    """A speed guard, not a correctness one: on attention-like logits q·k/√d the first pass
+    certifies nearly every row, so the per-row retries stay rare."""
+    g = torch.Generator().manual_seed(32)
+    z = torch.randn(4000, 64, generator=g) @ torch.randn(77, 64, generator=g).T / 8.0
+    _, certified, _ = entmax_module._first_pass(z.clone(), torch.softmax(z, -1), 1.0 / (alpha - 1.0))
+    assert certified.float().mean().item() > 0.98
