@@ -57,11 +57,17 @@ def as_four_dims(mask: torch.Tensor | None) -> torch.Tensor | None:
     return mask
 
 
-def image_text_block(mask: torch.Tensor | None, text_len: int) -> torch.Tensor | None:
-    """The (image queries × text keys) part of a 4-D joint-attention mask, text first."""
+def mask_block(mask: torch.Tensor | None, queries: slice, keys: slice) -> torch.Tensor | None:
+    """The (queries × keys) block of a 4-D mask; a mask broadcast over queries keeps its
+    single query row."""
     if mask is None:
         return None
-    return mask[..., text_len:, :text_len] if mask.shape[-2] > 1 else mask[..., :text_len]
+    return mask[..., queries, keys] if mask.shape[-2] > 1 else mask[..., keys]
+
+
+def image_text_block(mask: torch.Tensor | None, text_len: int) -> torch.Tensor | None:
+    """The (image queries × text keys) part of a 4-D joint-attention mask, text first."""
+    return mask_block(mask, slice(text_len, None), slice(None, text_len))
 
 
 def _scaled_keys_t(q: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -210,11 +216,12 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
     Uses PyTorch's fused kernels that return the log-sum-exp (CPU flash attention, CUDA
     memory-efficient attention without a mask) so that no (Nq × Nk) matrix is built in
     Python; other devices, masked CUDA calls and inputs a kernel refuses use a query-chunked
-    math fallback.
+    math fallback. Query rows with every key masked get output 0 and log-normaliser −inf.
     """
     bias = additive_mask(as_four_dims(mask), q.dtype)
     if q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
+        return out, _without_keys_to_neg_inf(lse, bias)
     if q.device.type == "cuda" and bias is None:
         try:
             out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)
@@ -222,6 +229,14 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
         except RuntimeError:  # e.g. a head size or dtype the kernel does not support
             pass
     return _chunked_attention_with_logsumexp(q, k, v, bias)
+
+
+def _without_keys_to_neg_inf(lse, bias):
+    """The fused CPU kernel reports 0 as the log-normaliser of a fully masked query row."""
+    if bias is None:
+        return lse
+    without_keys = torch.isneginf(bias.amax(-1))
+    return lse.masked_fill(without_keys, float("-inf")) if bool(without_keys.any()) else lse
 
 
 def _chunked_attention_with_logsumexp(q, k, v, bias):
@@ -243,19 +258,30 @@ def _chunked_attention_with_logsumexp(q, k, v, bias):
 
 def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text_len: int,
                         lam: float, zeta: float, tau: float | None, alpha: float, mode: str = "gag",
-                        pladis_scale: float = 2.0, mask: torch.Tensor | None = None) -> torch.Tensor:
+                        pladis_scale: float = 2.0, mask: torch.Tensor | None = None,
+                        stats: GuidanceStats | None = None) -> torch.Tensor:
     """Joint (MMDiT) attention with only the image-query × text-key block guided.
 
     Tokens are laid out text first: positions [0, text_len) are text, the rest image.
-    out_img = out_joint_dense + m · (G_t − D_t) (SPEC §2); text-query rows are the dense
-    joint output. Returns (B, H, N, d) in q's dtype.
+    Text-query rows are the dense joint output. Image-query rows are
+    out_joint_dense + m · (G_t − D_t) (SPEC §2), computed as D_i + m · (G_t − D_i): D_i is
+    the dense retrieval over the image keys alone and m = σ(lse_t − lse_i) the joint mass
+    on the text keys. So the fused kernel never computes the image × text block, which the
+    guided path computes anyway. ``stats`` (optional) accumulates diagnostics of the text
+    retrievals. Returns (B, H, N, d) in q's dtype.
     """
     mask = as_four_dims(mask)
-    out, lse = dense_attention_with_logsumexp(q, k, v, mask)
-    correction = gag_correction(
-        q[..., text_len:, :], k[..., :text_len, :], v[..., :text_len, :],
-        lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode, pladis_scale=pladis_scale,
-        mask=image_text_block(mask, text_len), joint_logsumexp=lse[..., text_len:],
-    )
-    out[..., text_len:, :] += correction.to(out.dtype)  # out is the kernel's fresh tensor
+    text, image = slice(None, text_len), slice(text_len, None)
+    out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
+    out[..., text, :] = dense_attention_with_logsumexp(q[..., text, :], k, v, mask_block(mask, text, slice(None)))[0]
+    dense_image, lse_image = dense_attention_with_logsumexp(q[..., image, :], k[..., image, :], v[..., image, :],
+                                                            mask_block(mask, image, image))
+    out_image = out[..., image, :]
+    for rows, r in _guided_chunks(q[..., image, :], k[..., text, :], v[..., text, :], alpha,
+                                  mask_block(mask, image, text), with_logsumexp=True):
+        if stats is not None:
+            stats.add(r.dense, r.sparse, zeta=zeta, tau=tau, mode=mode)
+        guided = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
+        text_mass = r.logsumexp.sub_(lse_image[..., rows].unsqueeze(-1)).sigmoid_()
+        out_image[..., rows, :] = torch.lerp(dense_image[..., rows, :].to(guided.dtype), guided, text_mass)
     return out

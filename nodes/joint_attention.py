@@ -3,12 +3,15 @@
 Two hooks, both ComfyUI public API, never forked model code:
 - a ``DIFFUSION_MODEL`` wrapper records the text length (``context.shape[1]``) in the
   call's ``transformer_options``;
-- an ``optimized_attention_override`` guides the selected joint blocks: the dense joint
-  output and its log-sum-exp come from one fused SDPA call (a query-chunked math fallback
-  where no fused kernel takes the input, e.g. masked calls on CUDA), and only the
-  image-query × text-key block is computed explicitly (SPEC §2, mass preserving). Tokens
-  are text first in every supported model (see architectures.py).
+- an ``optimized_attention_override`` guides the selected joint blocks with
+  ``gag_joint_attention``: fused SDPA kernels with log-sum-exp (a query-chunked math
+  fallback where none takes the input, e.g. masked calls on CUDA) for text queries and
+  for image queries × image keys, and the image-query × text-key block computed
+  explicitly and guided (SPEC §2, mass preserving). Tokens are text first in every
+  supported model (see architectures.py).
 
+With cond-only guidance on a batch that mixes cond and uncond rows, the dense joint output
+of every row comes from one fused call and the guided rows get ``gag_correction`` added.
 An override already on the model is chained: it runs for every call GAG does not guide,
 and on guided calls it produces the base output that GAG's correction is added to (the
 log-sum-exp then costs one extra fused dense pass).
@@ -19,7 +22,8 @@ import inspect
 
 import comfy.patcher_extension
 
-from ..gag_core import as_four_dims, dense_attention_with_logsumexp, gag_correction, image_text_block
+from ..gag_core import (as_four_dims, dense_attention_with_logsumexp, gag_correction, gag_joint_attention,
+                        image_text_block)
 from .gate import merge_heads, split_heads
 
 TEXT_LEN_KEY = "gag_text_len"
@@ -74,6 +78,9 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
         rows, stats = admitted
         mask = as_four_dims(mask)
         heads_first = kwargs.get("skip_output_reshape", False)
+        if previous is None and rows is None:  # the common case: every row guided, no other override
+            out = gag_joint_attention(qh, kh, vh, text_len=text_len, mask=mask, stats=stats, **guidance)
+            return out if heads_first else merge_heads(out)
         if previous is None:
             out, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
             out = out if heads_first else merge_heads(out)

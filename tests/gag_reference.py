@@ -52,14 +52,19 @@ def reference_cross_attention(q, k, v, *, lam, zeta, tau, alpha, mode="gag", pla
     return reference_guide(dense, sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
 
 
-def reference_joint_attention(q, k, v, *, text_len, lam, zeta, tau, alpha, mode="gag", pladis_scale=2.0):
-    """Joint attention, text tokens first, only image queries × text keys guided (SPEC §2)."""
+def reference_joint_attention(q, k, v, *, text_len, lam, zeta, tau, alpha, mode="gag", pladis_scale=2.0,
+                              keep=None):
+    """Joint attention, text tokens first, only image queries × text keys guided (SPEC §2);
+    ``keep`` (optional, bool, broadcast to (B, H, N, N)) masks keys."""
     q, k, v = q.double(), k.double(), v.double()
     z = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if keep is not None:
+        z = z.masked_fill(~keep, float("-inf"))
     joint_probs = torch.softmax(z, -1)
     out = joint_probs @ v
     text_mass = joint_probs[..., text_len:, :text_len].sum(-1, keepdim=True)
     z_it = z[..., text_len:, :text_len]
+    z_it = torch.where(torch.isfinite(z_it).any(-1, keepdim=True), z_it, 0.0)  # no text key: mass 0 anyway
     dense_t = torch.softmax(z_it, -1) @ v[..., :text_len, :]
     sparse_t = reference_entmax(z_it, alpha) @ v[..., :text_len, :]
     guided_t = reference_guide(dense_t, sparse_t, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)

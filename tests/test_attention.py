@@ -64,6 +64,30 @@ def test_joint_attention_matches_reference(params):
     torch.testing.assert_close(out[..., :text_len, :], plain[..., :text_len, :], atol=1e-5, rtol=1e-5)
 
 
+def test_joint_attention_with_masks_matches_reference():
+    """A random key mask, plus image queries that see no image key (all their mass is on
+    the text) and one that sees no text key (nothing to guide)."""
+    text_len = 9
+    q, k, v = qkv(seed=14, nq=30, nk=30)
+    keep = torch.rand(2, 1, 30, 30, generator=torch.Generator().manual_seed(6)) > 0.3
+    keep[..., 0] = keep[..., text_len] = True
+    keep[..., 12, text_len:] = False
+    keep[..., 13, :text_len] = False
+    for params in SETTINGS:
+        out = gag_core.gag_joint_attention(q, k, v, text_len=text_len, mask=keep, **params)
+        reference = reference_joint_attention(q, k, v, text_len=text_len, keep=keep, **params)
+        torch.testing.assert_close(out.double(), reference, atol=2e-5, rtol=1e-5)
+
+
+def test_joint_attention_rows_without_keys_are_zero():
+    q, k, v = qkv(seed=15, nq=30, nk=30)
+    keep = torch.ones(1, 1, 30, 30, dtype=torch.bool)
+    keep[..., 3, :] = keep[..., 20, :] = False  # a text query and an image query
+    out = gag_core.gag_joint_attention(q, k, v, text_len=9, mask=keep, **SETTINGS[0])
+    assert bool(torch.isfinite(out).all())
+    assert torch.equal(out[..., [3, 20], :], torch.zeros_like(out[..., [3, 20], :]))
+
+
 def test_dense_attention_with_logsumexp(monkeypatch):
     import gag_core.attention as attention_module
 
