@@ -3,7 +3,8 @@
 glibc is told to serve every allocation above 64 KiB with its own mmap, so freed tensors
 leave the resident set at once and the kernel's high-water mark (VmHWM, reset through
 /proc/self/clear_refs after the inputs exist) is the true peak of live memory. Linux only;
-prints "n/a" elsewhere. Prints: "<ours MiB> <baseline MiB>".
+prints "n/a" elsewhere. Usage: ``python -m bench.memory NAME [THREADS [DTYPE]]``, with the
+thread count and dtype of the timing run. Prints: "<ours MiB> <baseline MiB>".
 """
 
 import sys
@@ -30,10 +31,10 @@ def peak_mib(fn) -> float:
     return (_status_kib("VmHWM") - before) / 1024
 
 
-def main(name: str) -> None:
-    torch.set_num_threads(2)
+def main(name: str, threads: int = 2, dtype: str = "float32") -> None:
+    torch.set_num_threads(threads)
     case = next(c for c in CASES if c["name"] == name)
-    q, k, v = inputs(case, torch.device("cpu"), torch.float32)
+    q, k, v = inputs(case, torch.device("cpu"), getattr(torch, dtype))
     ours, baseline, _ = functions(case, q, k, v)
     with torch.inference_mode():
         try:
@@ -43,4 +44,4 @@ def main(name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], *(int(a) if i == 0 else a for i, a in enumerate(sys.argv[2:])))

@@ -89,7 +89,7 @@ def main(argv=None):
             timing = time_pair(lambda: (ours(), sync()), lambda: (baseline(), sync()),
                                repeats=case.get("repeats", args.repeats))
             peak_ours, peak_base = (cuda_peak_mib(ours), cuda_peak_mib(baseline)) if device.type == "cuda" \
-                else _cpu_peaks(case["name"], args.compile)
+                else _cpu_peaks(case["name"], args)
         line = (f"{case['name']:<34} ours {timing['ours'] * 1e3:8.2f} ms  base {timing['baseline'] * 1e3:8.2f} ms  "
                 f"ratio {timing['ratio']:5.2f}x (spread {timing['spread'][0]:.2f}-{timing['spread'][1]:.2f})  "
                 f"peak {peak_ours} / {peak_base} MiB")
@@ -98,10 +98,12 @@ def main(argv=None):
         print(line, flush=True)
 
 
-def _cpu_peaks(name, compiled):
-    """Peak MiB of (ours, baseline) from a fresh process (bench/memory.py)."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", GAG_COMPILE="1" if compiled else "0")
-    result = subprocess.run([sys.executable, "-m", "bench.memory", name], capture_output=True, text=True, env=env,
+def _cpu_peaks(name, args):
+    """Peak MiB of (ours, baseline) from a fresh process (bench/memory.py), with this run's
+    thread count, dtype and solver."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", GAG_COMPILE="1" if args.compile else "0")
+    result = subprocess.run([sys.executable, "-m", "bench.memory", name, str(args.threads), args.dtype],
+                            capture_output=True, text=True, env=env,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     fields = result.stdout.split()
     return tuple(fields) if result.returncode == 0 and len(fields) == 2 else ("n/a", "n/a")

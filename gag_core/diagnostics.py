@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from .guidance import SPARSE_NORM_EPS, guidance_terms
+from .guidance import SPARSE_NORM_EPS
 
 DELTA_NORM_EPS = 1e-12
 
@@ -48,8 +48,10 @@ class GuidanceStats:
         self.cosine_sum += float((dot / (delta_norm * sparse_norm).clamp_min(1e-300))[with_both].sum())
         self.cosine_rows += int(with_both.sum())
         if mode == "gag" and tau is not None and not math.isinf(tau):
-            terms = guidance_terms(dense, sparse, zeta=zeta, tau=tau)
-            self.capped_rows += int((terms.update_norm > tau).sum())
+            # ‖u‖² = ‖Δ∥‖² + ζ² ‖Δ⊥‖² (see guidance.py), from the norms above
+            parallel_sq = parallel_norm.square()
+            update_sq = parallel_sq + zeta * zeta * (delta_norm.square() - parallel_sq).clamp_min(0.0)
+            self.capped_rows += int((update_sq > tau * tau).sum())
 
     def summary(self) -> dict:
         """Means over rows: delta_norm, parallel_share, cosine, capped_fraction (None when empty)."""
