@@ -11,7 +11,8 @@ def naive_gag_attention(q, k, v, *, lam, zeta, tau):
     dense = torch.softmax(scores, dim=-1) @ v
     sparse = entmax.entmax15(scores, dim=-1) @ v
     delta = sparse - dense
-    parallel = (delta * sparse).sum(-1, keepdim=True) / (sparse * sparse).sum(-1, keepdim=True).clamp_min(1e-12) * sparse
+    sparse_sq = (sparse * sparse).sum(-1, keepdim=True).clamp_min(1e-12)
+    parallel = (delta * sparse).sum(-1, keepdim=True) / sparse_sq * sparse
     update = parallel + zeta * (delta - parallel)
     ratio = (tau / update.norm(dim=-1, keepdim=True).clamp_min(1e-30)).clamp(max=1.0)
     return sparse + lam * ratio * update

@@ -31,7 +31,8 @@ SETTINGS = (("λ", "lam"), ("ζ", "zeta"), ("τ", "tau"), ("α", "alpha"), ("mod
             ("blocks", "blocks"))
 # the GAG Settings widget order, from the node's own definition (no ComfyUI needed to read it)
 load_pack()
-SETTINGS_ORDER = tuple(w.name for w in importlib.import_module(f"{PACK_MODULE_NAME}.nodes.definitions").SETTINGS_WIDGETS)
+_DEFINITIONS = importlib.import_module(f"{PACK_MODULE_NAME}.nodes.definitions")
+SETTINGS_ORDER = tuple(w.name for w in _DEFINITIONS.SETTINGS_WIDGETS)
 
 
 def font(size):

@@ -43,7 +43,8 @@ class GAGSettings:
 
 def _check_range(name, value, low, high, *, low_open=False, extra=""):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name} must be a number in {'(' if low_open else '['}{low:g}, {high:g}]{extra}, got {value!r}")
+        opening = "(" if low_open else "["
+        raise ValueError(f"{name} must be a number in {opening}{low:g}, {high:g}]{extra}, got {value!r}")
     below = value <= low if low_open else value < low
     if below or value > high:
         raise ValueError(f"{name} must be in {'(' if low_open else '['}{low:g}, {high:g}]{extra}, got {value!r}")

@@ -47,7 +47,8 @@ def _make_replacement(guidance: dict, gate, previous, observer):
     def base_attention(q, k, v, extra_options):
         if previous is not None:
             return previous(q, k, v, extra_options)
-        return optimized_attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
+        precision = extra_options.get("attn_precision")
+        return optimized_attention(q, k, v, extra_options["n_heads"], attn_precision=precision,
                                    transformer_options=extra_options)
 
     def gag_attn2(q, k, v, extra_options, **kwargs):

@@ -36,7 +36,8 @@ def test_cross_attention_masks(mask_kind):
     keep[..., 0] = True
     mask = keep if mask_kind == "bool" else torch.zeros(keep.shape).masked_fill(~keep, -1e9)
     out = gag_core.gag_attention(q, k, v, mask=mask, **SETTINGS[0])
-    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, mask=keep, **SETTINGS[0]), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, mask=keep, **SETTINGS[0]),
+                               atol=2e-5, rtol=1e-5)
 
 
 def test_alpha_one_gives_dense_attention():
@@ -135,7 +136,8 @@ def test_query_chunking_is_invisible(params, monkeypatch):
     keep[..., 0] = True
     assert len(attention_module._query_chunks(q, 13)) > 3
     out = gag_core.gag_attention(q, k, v, mask=keep, **params)
-    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, mask=keep, **params), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(out.double(), reference_cross_attention(q, k, v, mask=keep, **params),
+                               atol=2e-5, rtol=1e-5)
     joint = gag_core.gag_joint_attention(q, q, q, text_len=11, **params)
     torch.testing.assert_close(joint.double(), reference_joint_attention(q, q, q, text_len=11, **params),
                                atol=2e-5, rtol=1e-5)
@@ -147,7 +149,8 @@ def test_math_fallback_keeps_fully_masked_rows_finite():
     q, k, v = qkv(seed=12, nq=6, nk=6)
     keep = torch.ones(1, 1, 6, 6, dtype=torch.bool)
     keep[..., 0, :] = False
-    out, lse = attention_module._chunked_attention_with_logsumexp(q, k, v, attention_module.additive_mask(keep, q.dtype))
+    bias = attention_module.additive_mask(keep, q.dtype)
+    out, lse = attention_module._chunked_attention_with_logsumexp(q, k, v, bias)
     assert bool(torch.isfinite(out).all()) and torch.equal(out[..., 0, :], torch.zeros_like(out[..., 0, :]))
     assert bool(torch.isneginf(lse[..., 0]).all())
 

@@ -43,7 +43,8 @@ def test_one_entry_per_step_and_block_kind(api):
     assert all(r["active"] and r["delta_norm"] > 0 for r in records)
     # a second run replaces the trace instead of adding to it
     tiny_models.sample(patched, tiny, steps=2, cfg=3.0)
-    assert [(r["step"], r["block"]) for r in records_of(patched)] == [(s, k) for s in range(2) for k in ("input", "output")]
+    expected = [(step, kind) for step in range(2) for kind in ("input", "output")]
+    assert [(r["step"], r["block"]) for r in records_of(patched)] == expected
 
 
 def test_steps_outside_the_window_are_marked_inactive(api):

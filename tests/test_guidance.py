@@ -27,7 +27,8 @@ def test_matches_reference(lam, zeta, tau):
 def test_float32_matches_reference():
     dense, sparse = retrievals(seed=2, dtype=torch.float32)
     out = gag_core.guide(dense, sparse, lam=5.0, zeta=0.2, tau=3.0)
-    torch.testing.assert_close(out.double(), reference_guide(dense, sparse, lam=5.0, zeta=0.2, tau=3.0), rtol=1e-5, atol=1e-5)
+    expected = reference_guide(dense, sparse, lam=5.0, zeta=0.2, tau=3.0)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("lam", [0.0, 1.0, 4.0])
