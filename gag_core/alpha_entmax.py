@@ -27,7 +27,7 @@ and takes the dense map as its seed. With :func:`set_compile` (or ``GAG_COMPILE=
 environment) the first solver pass for α ∈ {1.5, 2}, which does nearly all the work, runs
 through ``torch.compile`` (rows dynamic, key count static); if compiling fails for any
 reason the eager code takes over for good, with a logged warning. Both paths run the same
-Python code.
+Python code. The option is meant for accelerators; on the CPU it is no faster than eager.
 """
 
 import logging
