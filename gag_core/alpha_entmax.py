@@ -19,7 +19,8 @@ Solvers (p = 1/(α−1) is the power, f(θ) = Σ_i (y_i − θ)_+^p − 1 is dec
   Σ(y−θ)_+ ≥ Σ w (y−θ), so θ0 = (Σ w y − 1) / Σ w with w / max w; Newton steps follow,
   exact on each linear piece of f. After FIRST_STEPS steps comes the closed form of θ
   on the detected support, certified by the KKT conditions (see ``_steps_then_finish``).
-  Uncertified rows get more steps on their own, then the exact sort-based algorithm.
+  Uncertified rows are solved again on their own, shifted so that their largest entry is
+  0, and if need be by the exact sort-based algorithm.
 - other α ∈ (1, 2): bisection on θ down to float resolution, then renormalisation.
 
 :func:`sparse_probs` is the attention hot path: it overwrites the caller's score buffer
@@ -42,11 +43,7 @@ FIRST_STEPS = {2.0: 2, 1.0: 3}
 """Lower-bound steps over all rows before the first exact finish, by power: enough to
 find the exact support of nearly every row of typical attention logits."""
 RETRY_STEPS = 3
-RETRY_ROUNDS = 1
-"""Rows whose finish is not certified get RETRY_STEPS more steps, up to RETRY_ROUNDS
-times, on those rows only; what is left goes to the sort-based solver. One round is
-enough: rows still uncertified after it have an entry within SUPPORT_MARGIN of the
-threshold, which more steps cannot separate."""
+"""Lower-bound steps for the rows the first pass leaves uncertified, solved again alone."""
 SUPPORT_MARGIN = 1e-6
 """The finish starts from θ − margin, so that float rounding in the steps (which may land
 a hair right of θ*) never drops a support element; θ − margin is still a lower bound."""
@@ -121,18 +118,18 @@ class _CompiledFirstPass:
         self.enabled = enabled
         self.function = None
 
-    def __call__(self, z: torch.Tensor, probs: torch.Tensor, power: float, out=None):
+    def __call__(self, z: torch.Tensor, probs: torch.Tensor, power: float, steps: int, out=None):
         if self.enabled:
             try:
                 if self.function is None:
                     self.function = torch.compile(_first_pass, dynamic=False, fullgraph=True)
                 torch._dynamo.mark_dynamic(z, 0)
                 torch._dynamo.mark_dynamic(probs, 0)
-                return self.function(z, probs, power)
+                return self.function(z, probs, power, steps)
             except Exception as error:  # no compiler, unsupported backend, ...: eager from now on
                 log.warning("GAG: torch.compile of the entmax solver failed (%s); using eager PyTorch", error)
                 self.enabled = False
-        return _first_pass(z, probs, power, out)
+        return _first_pass(z, probs, power, steps, out)
 
 
 _compiled = _CompiledFirstPass(os.environ.get("GAG_COMPILE") == "1")
@@ -141,43 +138,53 @@ _compiled = _CompiledFirstPass(os.environ.get("GAG_COMPILE") == "1")
 def _entmax_exact(z: torch.Tensor, power: float, probs: torch.Tensor, out=None) -> torch.Tensor:
     """Exact solver for power 1/(α−1) ∈ {1 (sparsemax), 2 (1.5-entmax)}.
 
-    The first pass solves every row (``_first_pass``); rows it cannot certify get more
-    steps on their own, then the sort-based algorithm.
+    The first pass solves every row (``_first_pass``); the rows it cannot certify are
+    solved again on their own (``_solve_again``).
     """
     shape, n = z.shape, z.shape[-1]
     rows = z.view(-1, n)
-    p, certified, theta = _compiled(rows, probs.view(-1, n), power, None if out is None else out.view(-1, n))
-    if bool(certified.all()):
-        return p.reshape(shape)
-    flat_certified, flat_theta = certified.reshape(-1), theta.reshape(-1, 1)
-    for _ in range(RETRY_ROUNDS):
-        index = (~flat_certified).nonzero().squeeze(-1)
-        if index.numel() == 0:
-            return p.reshape(shape)
-        y_rows = rows[index]
-        p_rows = torch.empty_like(y_rows)
-        ok, theta_rows = _steps_then_finish(y_rows, flat_theta[index], power, RETRY_STEPS, p_rows,
-                                            torch.empty_like(y_rows))
-        p[index], flat_certified[index], flat_theta[index] = p_rows, ok.squeeze(-1), theta_rows
-    index = (~flat_certified).nonzero().squeeze(-1)
-    if index.numel():  # last resort: the support from sorting, then the same closed-form finish
-        y_rows = rows[index]
-        p_rows = torch.empty_like(y_rows)
-        _steps_then_finish(y_rows, _threshold_sorted(y_rows, power), power, 0, p_rows, torch.empty_like(y_rows))
-        p[index] = p_rows
+    p, certified, _ = _compiled(rows, probs.view(-1, n), power, FIRST_STEPS[power],
+                                None if out is None else out.view(-1, n))
+    if not bool(certified.all()):
+        index = (~certified.squeeze(-1)).nonzero().squeeze(-1)
+        p[index] = _solve_again(rows[index], power)
     return p.reshape(shape)
 
 
-def _first_pass(z: torch.Tensor, probs: torch.Tensor, power: float, out=None):
+def _first_pass(z: torch.Tensor, probs: torch.Tensor, power: float, steps: int, out=None):
     """Solve all rows of z (rows, n) from their softmax map ``probs`` (overwritten, used as
-    scratch). z becomes y − θ0, shifted by the first lower bound; returns (p, certified
-    (rows, 1), last θ in that shifted frame). ``out`` (optional) receives p.
+    scratch) with ``steps`` lower-bound steps. z becomes y − θ0, shifted by the first lower
+    bound; returns (p, certified (rows, 1), last θ in that shifted frame). ``out``
+    (optional) receives p.
     """
     out = torch.empty_like(z) if out is None else out
     theta0 = _initial_bound(z, probs, power)
     y = torch.add(theta0.neg_(), z, alpha=1.0 / power, out=z)
-    certified, theta = _steps_then_finish(y, 0.0, power, FIRST_STEPS[power], out, probs)
+    certified, theta = _steps_then_finish(y, 0.0, power, steps, out, probs)
     return out, certified, theta
+
+
+def _solve_again(y: torch.Tensor, power: float) -> torch.Tensor:
+    """Probabilities of rows y (rows, n) that the first pass left uncertified.
+
+    They are shifted so that their largest entry is 0 (the first bound is then precise
+    whatever the logits' offset, e.g. in a row that a huge finite mask blocks entirely)
+    and solved with RETRY_STEPS steps; rows still uncertified have an entry within
+    SUPPORT_MARGIN of the threshold and take the threshold from sorting.
+    """
+    z = (y - y.amax(-1, keepdim=True)).mul_(power)
+    p, certified, _ = _first_pass(z, torch.softmax(z, -1), power, RETRY_STEPS)
+    index = (~certified.squeeze(-1)).nonzero().squeeze(-1)
+    if index.numel():  # z now holds the shifted y of _first_pass
+        rows = z[index]
+        p[index] = _probs_at(rows, _threshold_sorted(rows, power), power)
+    return p
+
+
+def _probs_at(y: torch.Tensor, theta: torch.Tensor, power: float) -> torch.Tensor:
+    """(y − θ)_+^power, the map of a known threshold."""
+    r = (y - theta).clamp_(min=0.0)
+    return r.square_() if power == 2.0 else r
 
 
 def _initial_bound(z: torch.Tensor, probs: torch.Tensor, power: float) -> torch.Tensor:

@@ -58,11 +58,11 @@ def as_four_dims(mask: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def mask_block(mask: torch.Tensor | None, queries: slice, keys: slice) -> torch.Tensor | None:
-    """The (queries × keys) block of a 4-D mask; a mask broadcast over queries keeps its
-    single query row."""
+    """The (queries × keys) block of a 4-D mask; a mask broadcast over queries or keys (size
+    1 there) keeps that size-1 dimension."""
     if mask is None:
         return None
-    return mask[..., queries, keys] if mask.shape[-2] > 1 else mask[..., keys]
+    return mask[..., queries if mask.shape[-2] > 1 else slice(None), keys if mask.shape[-1] > 1 else slice(None)]
 
 
 def image_text_block(mask: torch.Tensor | None, text_len: int) -> torch.Tensor | None:
@@ -198,7 +198,8 @@ def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: fl
         guided = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
         chunk = guided.sub_(r.dense)
         if joint_logsumexp is not None:
-            mass = r.logsumexp.sub_(joint_logsumexp[..., rows].unsqueeze(-1).to(dtype)).exp_()
+            # at most 1 by definition; the clamp keeps a row with no key at all (both −inf) from inf · 0
+            mass = r.logsumexp.sub_(joint_logsumexp[..., rows].unsqueeze(-1).to(dtype)).clamp_(max=0.0).exp_()
             chunk = chunk.mul_(mass)
         correction[..., rows, :] = chunk
     return correction
@@ -211,7 +212,8 @@ in float32): bounded memory without thousands of tiny chunks on long joint seque
 
 def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                    mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention (B, H, Nq, d) in q's dtype and its log-normaliser (B, H, Nq) in float32.
+    """Softmax attention (B, H, Nq, d) in q's dtype and its log-normaliser (B, H, Nq) in float32
+    (float64 for float64 input).
 
     Uses PyTorch's fused kernels that return the log-sum-exp (CPU flash attention, CUDA
     memory-efficient attention without a mask) so that no (Nq × Nk) matrix is built in
@@ -219,6 +221,9 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
     math fallback. Query rows with every key masked get output 0 and log-normaliser −inf.
     """
     bias = additive_mask(as_four_dims(mask), q.dtype)
+    if q.shape[-2] == 0 or k.shape[-2] == 0:  # the fused CPU kernel crashes on empty inputs
+        return (torch.zeros(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device),
+                torch.full(q.shape[:-1], float("-inf"), dtype=compute_dtype(q.dtype), device=q.device))
     if q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
         return out, _without_keys_to_neg_inf(lse, bias)
@@ -244,7 +249,7 @@ def _chunked_attention_with_logsumexp(q, k, v, bias):
     k_scaled_t = _scaled_keys_t(q, k, dtype)
     values = v.to(dtype)
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
-    lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
+    lse = torch.empty(q.shape[:-1], dtype=dtype, device=q.device)
     size = max(1, FALLBACK_CHUNK_ELEMENTS // max(1, q[..., 0, 0].numel() * k.shape[-2]))
     for start in range(0, q.shape[-2], size):
         rows = slice(start, start + size)
@@ -268,9 +273,12 @@ def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, te
     the dense retrieval over the image keys alone and m = σ(lse_t − lse_i) the joint mass
     on the text keys. So the fused kernel never computes the image × text block, which the
     guided path computes anyway. ``stats`` (optional) accumulates diagnostics of the text
-    retrievals. Returns (B, H, N, d) in q's dtype.
+    retrievals. Returns (B, H, N, d) in q's dtype. Without text or image tokens there is
+    nothing to guide: the result is the dense joint attention.
     """
     mask = as_four_dims(mask)
+    if not 0 < text_len < q.shape[-2]:
+        return dense_attention_with_logsumexp(q, k, v, mask)[0]
     text, image = slice(None, text_len), slice(text_len, None)
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     out[..., text, :] = dense_attention_with_logsumexp(q[..., text, :], k, v, mask_block(mask, text, slice(None)))[0]

@@ -70,7 +70,7 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
         if text_len is None or not selection.includes(options.get("block_type"), options.get("block_index", -1)):
             return base_attention(func, q, k, v, heads, mask, kwargs)
         qh, kh, vh = (q, k, v) if kwargs.get("skip_reshape", False) else (split_heads(t, heads) for t in (q, k, v))
-        if not qh.shape[-2] == kh.shape[-2] > text_len:  # not a joint text-image attention call
+        if not qh.shape[-2] == kh.shape[-2] > text_len > 0:  # not a joint text-image attention call
             return base_attention(func, q, k, v, heads, mask, kwargs)
         admitted = gate.admit(options, q.shape[0], observer)
         if admitted is None:

@@ -89,6 +89,48 @@ def test_joint_attention_rows_without_keys_are_zero():
     assert torch.equal(out[..., [3, 20], :], torch.zeros_like(out[..., [3, 20], :]))
 
 
+def test_correction_of_rows_without_keys_is_zero():
+    """The correction path of the joint adapter (cond-only batches, chained overrides): an
+    image query that sees no key at all has joint log-sum-exp −inf and no correction."""
+    text_len = 4
+    q, k, v = qkv(seed=16, nq=12, nk=12)
+    keep = torch.ones(1, 1, 12, 12, dtype=torch.bool)
+    keep[..., 7, :] = False
+    _, lse = gag_core.dense_attention_with_logsumexp(q, k, v, keep)
+    assert bool(torch.isneginf(lse[..., 7]).all())
+    correction = gag_core.gag_correction(q[..., text_len:, :], k[..., :text_len, :], v[..., :text_len, :],
+                                         mask=gag_core.image_text_block(keep, text_len),
+                                         joint_logsumexp=lse[..., text_len:], **SETTINGS[0])
+    assert bool(torch.isfinite(correction).all())
+    assert torch.equal(correction[..., 7 - text_len, :], torch.zeros_like(correction[..., 0, :]))
+
+
+@pytest.mark.parametrize("text_len", [0, 30])
+def test_joint_attention_without_text_or_image_tokens_is_dense(text_len):
+    q, k, v = qkv(seed=17, nq=30, nk=30)
+    out = gag_core.gag_joint_attention(q, k, v, text_len=text_len, **SETTINGS[0])
+    torch.testing.assert_close(out, torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_joint_attention_with_a_mask_broadcast_over_keys():
+    """A (B, 1, N, 1) mask: every key of a query row kept or dropped together."""
+    q, k, v = qkv(seed=18, nq=30, nk=30)
+    keep = torch.ones(2, 1, 30, 1, dtype=torch.bool)
+    out = gag_core.gag_joint_attention(q, k, v, text_len=9, mask=keep, **SETTINGS[0])
+    reference = reference_joint_attention(q, k, v, text_len=9, keep=keep, **SETTINGS[0])
+    torch.testing.assert_close(out.double(), reference, atol=2e-5, rtol=1e-5)
+
+
+def test_float64_log_sum_exp_keeps_float64_precision():
+    q, k, v = qkv(seed=19, nq=20, nk=20, dtype=torch.float64)
+    keep = torch.rand(1, 1, 20, 20, generator=torch.Generator().manual_seed(7)) > 0.3
+    keep[..., 0] = True
+    _, lse = gag_core.dense_attention_with_logsumexp(q, k, v, keep)
+    z = (q @ k.transpose(-1, -2) / 4.0).masked_fill(~keep, float("-inf"))
+    assert lse.dtype == torch.float64
+    torch.testing.assert_close(lse, z.logsumexp(-1), atol=1e-12, rtol=0)
+
+
 def test_dense_attention_with_logsumexp(monkeypatch):
     import gag_core.attention as attention_module
 

@@ -42,22 +42,42 @@ def test_matches_entmax_package_on_adversarial_rows(alpha):
     torch.testing.assert_close(gag_core.entmax(z, alpha).double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("retry_rounds", [0, 1, 3])
+@pytest.mark.parametrize("retry_steps", [0, 1, 3])
 @pytest.mark.parametrize("alpha", [1.5, 2.0])
-def test_retries_and_sorted_fallback_are_exact(alpha, retry_rounds, monkeypatch):
-    """With no first steps many rows fail the first certificate; they go through the
-    retry rounds, and with none left, through the sort-based solver."""
+def test_second_solve_and_sorted_fallback_are_exact(alpha, retry_steps, monkeypatch):
+    """With no first steps many rows fail the first certificate; they are solved again,
+    and with too few steps there, by sorting."""
     monkeypatch.setattr(entmax_module, "FIRST_STEPS", {2.0: 0, 1.0: 0})
-    monkeypatch.setattr(entmax_module, "RETRY_STEPS", 1)
-    monkeypatch.setattr(entmax_module, "RETRY_ROUNDS", retry_rounds)
+    monkeypatch.setattr(entmax_module, "RETRY_STEPS", retry_steps)
     sorted_rows = []
     threshold_sorted = entmax_module._threshold_sorted
     monkeypatch.setattr(entmax_module, "_threshold_sorted",
                         lambda y, power: sorted_rows.append(y.shape[0]) or threshold_sorted(y, power))
     z = torch.cat([random_rows(seed=7, rows=300), adversarial_rows()])
     torch.testing.assert_close(gag_core.entmax(z, alpha).double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
-    if retry_rounds == 0:
+    if retry_steps == 0:
         assert sorted_rows and sorted_rows[0] > 10  # the fallback really solved rows
+
+
+def test_sorted_fallback_is_exact_next_to_the_threshold():
+    """An entry 5e-7 below the sparsemax threshold: the certificate cannot separate it, the
+    sorted threshold does (no support margin there), so the map sums to 1 in float64."""
+    z = torch.tensor([[1.0, 0.5, 0.0, -0.5, 0.25 - 5e-7]], dtype=torch.float64)
+    p = gag_core.entmax(z, 2.0)
+    torch.testing.assert_close(p, reference_entmax(z, 2.0), atol=1e-12, rtol=0)
+    assert abs(p.sum().item() - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("alpha", [1.5, 2.0])
+def test_hot_path_is_exact_far_from_zero(alpha):
+    """The attention path passes unshifted scores: rows offset by 1e12, and rows a huge
+    finite mask blocks entirely (uniform map, as softmax gives)."""
+    z = random_rows(seed=33, rows=40)
+    z[:20] += 1e12
+    z[20:] = -1e30
+    p = gag_core.alpha_entmax.sparse_probs(z.clone(), alpha)
+    assert bool(torch.isfinite(p).all())
+    torch.testing.assert_close(p.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -179,5 +199,6 @@ def test_first_pass_certifies_nearly_every_attention_row(alpha):
     certifies nearly every row, so the per-row retries stay rare."""
     g = torch.Generator().manual_seed(32)
     z = torch.randn(4000, 64, generator=g) @ torch.randn(77, 64, generator=g).T / 8.0
-    _, certified, _ = entmax_module._first_pass(z.clone(), torch.softmax(z, -1), 1.0 / (alpha - 1.0))
+    power = 1.0 / (alpha - 1.0)
+    _, certified, _ = entmax_module._first_pass(z.clone(), torch.softmax(z, -1), power, entmax_module.FIRST_STEPS[power])
     assert certified.float().mean().item() > 0.98
