@@ -36,8 +36,8 @@ def prepare_torchvision() -> None:
     import torch
 
     spec = importlib.util.find_spec("torchvision")
-    if spec is None or "torchvision" in sys.modules or not spec.submodule_search_locations:
-        return
+    if spec is None or "torchvision" in sys.modules or _KEEP_ALIVE or not spec.submodule_search_locations:
+        return  # nothing to do, or done by an earlier call
     libraries = list(pathlib.Path(spec.submodule_search_locations[0]).glob("_C*.so"))
     try:
         for library in libraries:
