@@ -198,7 +198,7 @@ def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: fl
         guided = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
         chunk = guided.sub_(r.dense)
         if joint_logsumexp is not None:
-            # at most 1 by definition; the clamp keeps a row with no key at all (both −inf) from inf · 0
+            # at most 1 by definition; the clamp keeps a row with no key at all (joint −inf) from inf · 0
             mass = r.logsumexp.sub_(joint_logsumexp[..., rows].unsqueeze(-1).to(dtype)).clamp_(max=0.0).exp_()
             chunk = chunk.mul_(mass)
         correction[..., rows, :] = chunk
