@@ -6,15 +6,19 @@ import time
 import torch
 
 BLOCK = 3
-"""Calls of one function in a row. Single alternating calls let one function's memory churn
-(the naive baseline frees hundreds of MiB per call) slow down the next call of the other;
-short blocks keep each in its steady state while machine load still hits both alike."""
+"""Timed calls of one function in a row. Single alternating calls let one function's memory
+churn (the naive baseline frees hundreds of MiB per call) slow down the next call of the
+other; short blocks keep each in its steady state while machine load still hits both alike."""
+SETTLE = 2
+"""Untimed calls at the start of each block. After a naive GAG call, the next two GAG calls
+were measured 14 % and 52 % slower than the later ones (the allocator and caches settling);
+one untimed call was not enough."""
 
 
 def time_pair(ours, baseline, *, repeats: int, warmup: int = 2) -> dict:
     """Median seconds of ``ours()`` and ``baseline()`` over ``repeats`` calls each, measured
-    in alternating blocks (each preceded by one untimed call); ``spread`` is the (min, max)
-    of the ratios of the two functions' block medians."""
+    in alternating blocks (each preceded by SETTLE untimed calls); ``spread`` is the (min,
+    max) of the ratios of the two functions' block medians."""
     for _ in range(warmup):
         ours()
         baseline()
@@ -23,7 +27,8 @@ def time_pair(ours, baseline, *, repeats: int, warmup: int = 2) -> dict:
         size = min(BLOCK, repeats - start)
         block_medians = []
         for fn, times in ((ours, ours_times), (baseline, base_times)):
-            fn()
+            for _ in range(SETTLE):
+                fn()
             block = []
             for _ in range(size):
                 begin = time.perf_counter()
