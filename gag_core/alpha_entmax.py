@@ -143,8 +143,8 @@ def _entmax_exact(z: torch.Tensor, power: float, probs: torch.Tensor, out=None) 
     """
     shape, n = z.shape, z.shape[-1]
     rows = z.view(-1, n)
-    p, certified, _ = _compiled(rows, probs.view(-1, n), power, FIRST_STEPS[power],
-                                None if out is None else out.view(-1, n))
+    p, certified = _compiled(rows, probs.view(-1, n), power, FIRST_STEPS[power],
+                             None if out is None else out.view(-1, n))
     if not bool(certified.all()):
         index = (~certified.squeeze(-1)).nonzero().squeeze(-1)
         p[index] = _solve_again(rows[index], power)
@@ -154,14 +154,12 @@ def _entmax_exact(z: torch.Tensor, power: float, probs: torch.Tensor, out=None) 
 def _first_pass(z: torch.Tensor, probs: torch.Tensor, power: float, steps: int, out=None):
     """Solve all rows of z (rows, n) from their softmax map ``probs`` (overwritten, used as
     scratch) with ``steps`` lower-bound steps. z becomes y − θ0, shifted by the first lower
-    bound; returns (p, certified (rows, 1), last θ in that shifted frame). ``out``
-    (optional) receives p.
+    bound; returns (p, certified (rows, 1)). ``out`` (optional) receives p.
     """
     out = torch.empty_like(z) if out is None else out
     theta0 = _initial_bound(z, probs, power)
     y = torch.add(theta0.neg_(), z, alpha=1.0 / power, out=z)
-    certified, theta = _steps_then_finish(y, 0.0, power, steps, out, probs)
-    return out, certified, theta
+    return out, _steps_then_finish(y, 0.0, power, steps, out, probs)
 
 
 def _solve_again(y: torch.Tensor, power: float) -> torch.Tensor:
@@ -173,7 +171,7 @@ def _solve_again(y: torch.Tensor, power: float) -> torch.Tensor:
     SUPPORT_MARGIN of the threshold and take the threshold from sorting.
     """
     z = (y - y.amax(-1, keepdim=True)).mul_(power)
-    p, certified, _ = _first_pass(z, torch.softmax(z, -1), power, RETRY_STEPS)
+    p, certified = _first_pass(z, torch.softmax(z, -1), power, RETRY_STEPS)
     index = (~certified.squeeze(-1)).nonzero().squeeze(-1)
     if index.numel():  # z now holds the shifted y of _first_pass
         rows = z[index]
@@ -209,7 +207,7 @@ def _positive_part(y, theta, out):
 def _steps_then_finish(y, theta, power, steps, out, work):
     """Lower-bound steps on f(θ) = Σ(y−θ)_+^p − 1 from a lower bound θ (tensor (..., 1) or
     the float 0), then the closed-form θ on the support {y > θ − margin}, probabilities
-    into ``out``. Returns (certified (..., 1) bool, last step's θ (..., 1)).
+    into ``out``. Returns whether each row is certified, (..., 1) bool.
 
     Certified rows are exact: the finish gives θ' ≥ θ − margin (so every entry off the
     support is ≤ θ'), and the same number of entries stays positive after subtracting θ'
@@ -218,8 +216,6 @@ def _steps_then_finish(y, theta, power, steps, out, work):
     r = out
     for _ in range(steps):
         theta = _lower_bound_step(_positive_part(y, theta, r), theta, power, work)
-    if isinstance(theta, float):
-        theta = torch.full_like(y[..., :1], theta)
     _positive_part(y, theta - SUPPORT_MARGIN, r)
     support_size = _count_positive(r, work)
     k = support_size.clamp(min=1.0)
@@ -233,7 +229,7 @@ def _steps_then_finish(y, theta, power, steps, out, work):
     certified = (_count_positive(r, work) == support_size) & (shift >= 0)
     if power == 2.0:
         r.square_()
-    return certified, theta
+    return certified
 
 
 def _lower_bound_step(r, theta, power, work):
