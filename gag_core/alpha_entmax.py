@@ -157,7 +157,7 @@ def _first_pass(z: torch.Tensor, probs: torch.Tensor, power: float, steps: int, 
     bound; returns (p, certified (rows, 1)). ``out`` (optional) receives p.
     """
     out = torch.empty_like(z) if out is None else out
-    theta0 = _initial_bound(z, probs, power)
+    theta0 = _initial_bound(z, probs, power, out)
     y = torch.add(theta0.neg_(), z, alpha=1.0 / power, out=z)
     return out, _steps_then_finish(y, 0.0, power, steps, out, probs)
 
@@ -185,11 +185,13 @@ def _probs_at(y: torch.Tensor, theta: torch.Tensor, power: float) -> torch.Tenso
     return r.square_() if power == 2.0 else r
 
 
-def _initial_bound(z: torch.Tensor, probs: torch.Tensor, power: float) -> torch.Tensor:
+def _initial_bound(z: torch.Tensor, probs: torch.Tensor, power: float,
+                   scratch: torch.Tensor) -> torch.Tensor:
     """A lower bound of θ* in y = z / power units, (..., 1), from the softmax map ``probs``
-    of z (squared in place). See the module doc for why it is a bound."""
+    of z (squared in place); ``scratch`` (z's shape) holds the weighted logits. See the
+    module doc for why it is a bound."""
     weights = probs.square_()
-    weighted_sum = torch.linalg.vecdot(weights, z).unsqueeze(-1).div_(power)
+    weighted_sum = torch.mul(weights, z, out=scratch).sum(-1, keepdim=True).div_(power)
     if power == 2.0:
         slack = torch.linalg.vector_norm(weights, dim=-1, keepdim=True)
     else:  # the weights rescaled into [0, 1] by their largest one
