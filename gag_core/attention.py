@@ -94,16 +94,19 @@ def _mask_rows(mask: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
 
 
 class _ChunkBuffers:
-    """Score-map-sized buffers (scores, dense probabilities, sparse probabilities) reused by
-    every chunk of one call; a differently sized last chunk gets its own set."""
+    """Buffers reused by every chunk of one call: three of the score map's size (scores,
+    dense probabilities, sparse probabilities) and two of the retrievals' size (dense,
+    sparse). A differently sized last chunk gets its own set. So a chunk's retrievals
+    are valid until the next chunk is computed."""
 
     def __init__(self):
         self._by_shape = {}
 
-    def get(self, shape, like):
-        if shape not in self._by_shape:
-            self._by_shape[shape] = tuple(torch.empty(shape, dtype=like.dtype, device=like.device) for _ in range(3))
-        return self._by_shape[shape]
+    def get(self, shape, count, like):
+        key = (tuple(shape), count)
+        if key not in self._by_shape:
+            self._by_shape[key] = tuple(torch.empty(shape, dtype=like.dtype, device=like.device) for _ in range(count))
+        return self._by_shape[key]
 
 
 def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers=None) -> TextRetrievals:
@@ -114,14 +117,16 @@ def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers=None) 
     before the entmax solver takes its buffer as scratch, and the scores are overwritten
     by the solver.
     """
+    buffers = buffers or _ChunkBuffers()
     shape = q.shape[:-1] + k_scaled_t.shape[-1:]
-    scores_buf, probs_buf, sparse_buf = (buffers or _ChunkBuffers()).get(torch.broadcast_shapes(
-        shape, k_scaled_t.shape[:-2] + shape[-2:]), q)
+    scores_buf, probs_buf, sparse_buf = buffers.get(torch.broadcast_shapes(
+        shape, k_scaled_t.shape[:-2] + shape[-2:]), 3, q)
+    dense_out, sparse_out = buffers.get(scores_buf.shape[:-1] + values.shape[-1:], 2, q)
     scores = _scores(q, k_scaled_t, bias, out=scores_buf)
     probs = torch.softmax(scores, -1, out=probs_buf)
-    dense = torch.matmul(probs, values)
+    dense = torch.matmul(probs, values, out=dense_out)
     logsumexp = _logsumexp(scores, probs) if with_logsumexp else None
-    sparse = torch.matmul(sparse_probs(scores, alpha, dense_probs=probs, out=sparse_buf), values)
+    sparse = torch.matmul(sparse_probs(scores, alpha, dense_probs=probs, out=sparse_buf), values, out=sparse_out)
     return TextRetrievals(dense, sparse, logsumexp)
 
 
@@ -140,8 +145,9 @@ def _rows_with_keys(bias):
 
 
 def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
-    """Yield (query slice, retrievals) chunk by chunk. Query rows whose keys are all
-    masked get zero retrievals and a log-sum-exp at the finite floor (no NaN)."""
+    """Yield (query slice, retrievals) chunk by chunk; the retrievals live in buffers that
+    the next chunk overwrites. Query rows whose keys are all masked get zero retrievals
+    and a log-sum-exp at the finite floor (no NaN)."""
     dtype = compute_dtype(q.dtype)
     k_scaled_t = _scaled_keys_t(q, k, dtype)
     values = v.to(dtype).contiguous()  # adapters pass head-split views; copy once, not per chunk
