@@ -84,15 +84,15 @@ def sparse_probs(scores: torch.Tensor, alpha: float, *, dense_probs: torch.Tenso
     are overwritten.
 
     ``dense_probs`` (optional) is softmax(scores) when the caller has it, as attention
-    does: it seeds the exact solver's first bound and is then used as scratch
-    (overwritten). ``out`` (optional, the shape of ``scores``) receives the result when
+    does: for α = 1 it is the result; otherwise it seeds the exact solver's first bound
+    and is then used as scratch (overwritten). ``out`` (optional, the shape of ``scores``) receives the result when
     the eager exact solver runs; otherwise the result is a new tensor.
     """
     alpha = float(alpha)
     if not 1.0 <= alpha <= 2.0:
         raise ValueError(f"alpha must be in [1, 2], got {alpha}")
     if alpha == 1.0:
-        return torch.softmax(scores, -1, out=out)
+        return torch.softmax(scores, -1, out=out) if dense_probs is None else dense_probs
     power = 1.0 / (alpha - 1.0)
     if alpha in (1.5, 2.0):
         probs = torch.softmax(scores, -1) if dense_probs is None else dense_probs
@@ -181,7 +181,7 @@ def _solve_again(y: torch.Tensor, power: float) -> torch.Tensor:
 
 def _probs_at(y: torch.Tensor, theta: torch.Tensor, power: float) -> torch.Tensor:
     """(y − θ)_+^power, the map of a known threshold."""
-    r = (y - theta).clamp_(min=0.0)
+    r = _positive_part(y, theta, torch.empty_like(y))
     return r.square_() if power == 2.0 else r
 
 

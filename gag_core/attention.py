@@ -109,7 +109,7 @@ class _ChunkBuffers:
         return self._by_shape[key]
 
 
-def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers=None) -> TextRetrievals:
+def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers: _ChunkBuffers) -> TextRetrievals:
     """Both retrievals for one query chunk (inputs already in the compute dtype; ``bias``
     finite, see ``additive_mask``).
 
@@ -117,7 +117,6 @@ def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers=None) 
     before the entmax solver takes its buffer as scratch, and the scores are overwritten
     by the solver.
     """
-    buffers = buffers or _ChunkBuffers()
     shape = q.shape[:-1] + k_scaled_t.shape[-1:]
     scores_buf, probs_buf, sparse_buf = buffers.get(torch.broadcast_shapes(
         shape, k_scaled_t.shape[:-2] + shape[-2:]), 3, q)
@@ -136,12 +135,13 @@ def _logsumexp(scores, probs):
     return scores.amax(-1, keepdim=True).sub_(probs.amax(-1, keepdim=True).log_())
 
 
-def _rows_with_keys(bias):
-    """Where some key is not masked, (..., Nq or 1, 1) bool; None when that is everywhere."""
+def _rows_without_keys(bias, blocked: float):
+    """Query rows whose every key the additive ``bias`` blocks (all entries ≤ ``blocked``:
+    −inf, or the finite floor), (..., Nq or 1, 1) bool; None when there is no such row."""
     if bias is None:
         return None
-    keeps_any = bias.amax(-1, keepdim=True) > finite_floor(bias.dtype)
-    return None if bool(keeps_any.all()) else keeps_any
+    without_keys = bias.amax(-1, keepdim=True) <= blocked
+    return without_keys if bool(without_keys.any()) else None
 
 
 def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
@@ -152,13 +152,13 @@ def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
     k_scaled_t = _scaled_keys_t(q, k, dtype)
     values = v.to(dtype).contiguous()  # adapters pass head-split views; copy once, not per chunk
     bias = additive_mask(as_four_dims(mask), dtype, finite=True)
-    rows_with_keys = _rows_with_keys(bias)
+    rows_without_keys = _rows_without_keys(bias, finite_floor(dtype))
     buffers = _ChunkBuffers()
     for rows in _query_chunks(q, k.shape[-2]):
         r = _retrieve(q[..., rows, :].to(dtype), k_scaled_t, values, alpha, _mask_rows(bias, rows), with_logsumexp,
                       buffers)
-        if rows_with_keys is not None:
-            without_keys = ~_mask_rows(rows_with_keys, rows)
+        if rows_without_keys is not None:
+            without_keys = _mask_rows(rows_without_keys, rows)
             r.dense.masked_fill_(without_keys, 0.0)
             r.sparse.masked_fill_(without_keys, 0.0)
         yield rows, r
@@ -232,7 +232,9 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
                 torch.full(q.shape[:-1], float("-inf"), dtype=compute_dtype(q.dtype), device=q.device))
     if q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
-        return out, _without_keys_to_neg_inf(lse, bias)
+        # the kernel reports 0 as the log-normaliser of a row with every key masked
+        without_keys = _rows_without_keys(bias, float("-inf"))
+        return out, lse if without_keys is None else lse.masked_fill(without_keys.squeeze(-1), float("-inf"))
     if q.device.type == "cuda" and bias is None:
         try:
             out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)
@@ -240,14 +242,6 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
         except RuntimeError:  # e.g. a head size or dtype the kernel does not support
             pass
     return _chunked_attention_with_logsumexp(q, k, v, bias)
-
-
-def _without_keys_to_neg_inf(lse, bias):
-    """The fused CPU kernel reports 0 as the log-normaliser of a fully masked query row."""
-    if bias is None:
-        return lse
-    without_keys = torch.isneginf(bias.amax(-1))
-    return lse.masked_fill(without_keys, float("-inf")) if bool(without_keys.any()) else lse
 
 
 def _chunked_attention_with_logsumexp(q, k, v, bias):
