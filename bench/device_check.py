@@ -13,34 +13,25 @@ import sys
 
 import torch
 
-import gag_core
+from . import run
 
 SETTINGS = dict(lam=5.0, zeta=0.2, tau=15.0, alpha=1.5)
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 1e-2, torch.float16: 2e-3}
 """Largest |out − reference| allowed, relative to max |reference|: a few roundings of the
 output dtype (the maps are computed in float32 whatever the input dtype)."""
 
-CASES = {
-    "SDXL cross-attention (2, 10, 4096, 77, 64)": ("cross", (2, 10, 4096, 77, 64)),
-    "joint attention (1, 24, 1024 image + 256 text, 128)": ("joint", (1, 24, 1024, 256, 128)),
-}
+CASES = [case for case in run.CASES if case["name"].startswith(("P1", "P3"))]
+"""The SDXL cross-attention and joint attention shapes of ``python -m bench``."""
 
 
-def run_case(kind, shape, device, dtype):
-    """Return (max relative error, finite) of one case in ``dtype`` on ``device``."""
-    b, h, n_q, n_k, d = shape
-    g = torch.Generator().manual_seed(0)
-    if kind == "joint":
-        n_q = n_k = n_q + n_k
-    q, k, v = (torch.randn(b, h, n, d, generator=g) * 2.0 for n in (n_q, n_k, n_k))
-    if kind == "joint":
-        call = lambda *t: gag_core.gag_joint_attention(*t, text_len=shape[3], **SETTINGS)  # noqa: E731
-    else:
-        call = lambda *t: gag_core.gag_attention(*t, **SETTINGS)  # noqa: E731
-    rounded = [t.to(dtype) for t in (q, k, v)]
-    reference = call(*(t.double() for t in rounded))  # the same inputs: only the arithmetic differs
+def run_case(case, device, dtype):
+    """Return (max relative error, finite) of one bench case in ``dtype`` on ``device``."""
+    # the bench inputs in ``dtype``, doubled (exactly) for a wider logit spread
+    rounded = [t * 2.0 for t in run.inputs(case, torch.device("cpu"), dtype)]
+    # the same inputs in float64: only the arithmetic differs
+    reference = run.gag_function(case, *(t.double() for t in rounded), **SETTINGS)()
     with torch.inference_mode():
-        out = call(*(t.to(device) for t in rounded)).cpu().double()
+        out = run.gag_function(case, *(t.to(device) for t in rounded), **SETTINGS)().cpu().double()
     error = ((out - reference).abs().max() / reference.abs().max()).item()
     return error, bool(torch.isfinite(out).all())
 
@@ -52,12 +43,12 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     failures = 0
-    for name, (kind, shape) in CASES.items():
+    for case in CASES:
         for dtype, tolerance in TOLERANCE.items():
-            error, finite = run_case(kind, shape, args.device, dtype)
+            error, finite = run_case(case, args.device, dtype)
             ok = finite and error <= tolerance
             failures += not ok
-            print(f"{name:<52} {str(dtype):<15} max|diff|/max|ref| {error:.1e} (allowed {tolerance:.0e})"
+            print(f"{case['name']:<32} {str(dtype):<15} max|diff|/max|ref| {error:.1e} (allowed {tolerance:.0e})"
                   f"{'' if finite else ', NOT FINITE'}  {'ok' if ok else 'FAIL'}", flush=True)
     return 1 if failures else 0
 

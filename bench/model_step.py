@@ -1,6 +1,7 @@
 """``python -m bench.model_step``: what GAG costs in whole sampling steps of real model shapes.
 
-Builds models from ComfyUI's own classes with random weights (std 1/√fan-in, seeded):
+Builds models from ComfyUI's own classes with random weights (std 1/√fan-in, seeded, as
+``devtools/tiny_models.py`` builds the test models):
 - ``sdxl``: SDXL's real UNet configuration (2.6 B parameters), CFG 5 (batch 2), 77 text
   tokens;
 - ``flux``: FLUX.1's width, heads, RoPE and 512 text tokens, with 1 double and 2 single
@@ -22,7 +23,7 @@ import time
 
 import torch
 
-from devtools import comfy_host
+from devtools import comfy_host, tiny_models
 
 SDXL_UNET = {
     "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
@@ -42,7 +43,6 @@ FLUX_SHAPED = {
 def build(name: str, size: int, device: torch.device, dtype: torch.dtype):
     """(ModelPatcher, positive, negative, latent, cfg) for one model at ``size``² pixels."""
     import comfy.model_base
-    import comfy.model_patcher
     import comfy.supported_models
 
     generator = torch.Generator().manual_seed(0)
@@ -58,14 +58,7 @@ def build(name: str, size: int, device: torch.device, dtype: torch.dtype):
         config, model_class, cfg, channels = comfy.supported_models.Flux(dict(FLUX_SHAPED)), comfy.model_base.Flux, 1.0, 16
         extra = {"pooled_output": torch.randn(1, 768, generator=generator), "guidance": 3.5}
         positive, negative = text(512, 4096, extra), text(512, 4096, extra)
-    config.set_inference_dtype(dtype, None)
-    model = model_class(config, device=torch.device("cpu"))
-    with torch.no_grad():
-        for parameter in model.diffusion_model.parameters():
-            std = parameter[0].numel() ** -0.5 if parameter.ndim >= 2 else 0.02
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
-    model.diffusion_model.to(dtype)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=torch.device("cpu"))
+    patcher = tiny_models.random_weight_patcher(config, model_class, dtype, load_device=device)
     latent = torch.zeros(1, channels, size // 8, size // 8)
     return patcher, positive, negative, latent, cfg
 

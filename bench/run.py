@@ -50,12 +50,17 @@ def inputs(case, device, dtype):
     return make(n_q), make(n_k), make(n_k)
 
 
-def functions(case, q, k, v):
+def gag_function(case, q, k, v, **settings):
+    """The GAG attention of one case on q, k, v, as a function of no arguments."""
     if case["kind"] == "joint":
-        text_len = case["shape"][3]
-        ours = lambda: gag_core.gag_joint_attention(q, k, v, text_len=text_len, alpha=1.5, **DEFAULTS)  # noqa: E731
+        return lambda: gag_core.gag_joint_attention(q, k, v, text_len=case["shape"][3], **settings)
+    return lambda: gag_core.gag_attention(q, k, v, **settings)
+
+
+def functions(case, q, k, v):
+    ours = gag_function(case, q, k, v, alpha=1.5, **DEFAULTS)
+    if case["kind"] == "joint":
         return ours, lambda: F.scaled_dot_product_attention(q, k, v), None
-    ours = lambda: gag_core.gag_attention(q, k, v, alpha=1.5, **DEFAULTS)  # noqa: E731
     if case.get("baseline") == "naive":
         naive = lambda: naive_gag_attention(q, k, v, **DEFAULTS)  # noqa: E731
         expected = naive()

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-import tiny_models
+from devtools import tiny_models
 from gag_reference import reference_cross_attention, reference_joint_attention
 
 FAMILIES = ["sdxl", "sd15", "flux", "flux2", "chroma", "qwen_image"]

@@ -4,7 +4,8 @@ import torch
 
 from bench import device_check
 
-SMALL_CASES = {"cross": ("cross", (1, 2, 64, 13, 16)), "joint": ("joint", (1, 2, 40, 9, 16))}
+SMALL_CASES = [dict(name="cross", kind="cross", shape=(1, 2, 64, 13, 16)),
+               dict(name="joint", kind="joint", shape=(1, 2, 40, 9, 16))]
 
 
 def test_device_check_passes_on_cpu(monkeypatch, capsys):

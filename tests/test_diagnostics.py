@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-import tiny_models
+from devtools import tiny_models
 from gag_reference import reference_entmax
 from test_apply_gag import capture_guided_calls, settings, split
 

@@ -2,7 +2,7 @@
 
 import torch
 
-import tiny_models
+from devtools import tiny_models
 
 
 def test_real_comfyui_imports(comfy):

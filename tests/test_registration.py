@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-import tiny_models
+from devtools import tiny_models
 
 NODE_IDS = ["GAGSettings", "ApplyGAG", "GAGDiagnosticsPlot"]
 

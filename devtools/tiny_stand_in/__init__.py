@@ -4,7 +4,7 @@ Loaded by the end-to-end tests and ``scripts/run-comfyui.sh --demo`` through the
 temporary ``custom_nodes/`` folder, never by users. ``GAGTinyCheckpointLoader`` has the
 outputs of ``CheckpointLoaderSimple`` (MODEL, CLIP, VAE):
 
-- MODEL: the tiny random-weight SDXL-class UNet of ``tests/tiny_models.py`` (a real
+- MODEL: the tiny random-weight SDXL-class UNet of ``devtools/tiny_models.py`` (a real
   ``comfy.model_base.SDXL`` in a ``ModelPatcher``; seeded, so every load is identical);
 - CLIP: answers what ``CLIPTextEncode`` calls (``tokenize``, ``encode_from_tokens_scheduled``)
   with conditioning of that model's shapes, drawn from a seed derived from the text;
@@ -23,9 +23,10 @@ _TINY_MODELS = "gag_stand_in_tiny_models"
 
 
 def _tiny_models():
-    """``tests/tiny_models.py``, imported by path (the tests folder is not a package)."""
+    """``devtools/tiny_models.py``, imported by path (inside the server this repository is
+    not on ``sys.path``: its ``nodes`` package would shadow ComfyUI's)."""
     if _TINY_MODELS not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_TINY_MODELS, REPO_ROOT / "tests" / "tiny_models.py")
+        spec = importlib.util.spec_from_file_location(_TINY_MODELS, REPO_ROOT / "devtools" / "tiny_models.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[_TINY_MODELS] = module
         spec.loader.exec_module(module)

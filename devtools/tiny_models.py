@@ -23,7 +23,9 @@ class TinyModel:
     latent: torch.Tensor
 
 
-def _finish(model_config, model_class, positive, negative, latent, dtype=torch.float32):
+def random_weight_patcher(model_config, model_class, dtype=torch.float32, load_device=CPU):
+    """A ModelPatcher around ``model_class(model_config)`` (a ``comfy.model_base`` class and
+    its ``comfy.supported_models`` config) with seeded random weights, built on the CPU."""
     import comfy.model_patcher
 
     model_config.set_inference_dtype(dtype, None)
@@ -35,8 +37,11 @@ def _finish(model_config, model_class, positive, negative, latent, dtype=torch.f
             std = parameter[0].numel() ** -0.5 if parameter.ndim >= 2 else 0.02
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
     model.diffusion_model.to(dtype)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=CPU, offload_device=CPU)
-    return TinyModel(patcher, positive, negative, latent)
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=CPU)
+
+
+def _finish(model_config, model_class, positive, negative, latent, dtype=torch.float32):
+    return TinyModel(random_weight_patcher(model_config, model_class, dtype), positive, negative, latent)
 
 
 def _text(tokens, width, seed, **extra):
