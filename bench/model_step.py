@@ -51,11 +51,13 @@ def build(name: str, size: int, device: torch.device, dtype: torch.dtype):
         return [[torch.randn(1, tokens, channels, generator=generator), dict(extra)]]
 
     if name == "sdxl":
-        config, model_class, cfg, channels = comfy.supported_models.SDXL(dict(SDXL_UNET)), comfy.model_base.SDXL, 5.0, 4
+        config, model_class = comfy.supported_models.SDXL(dict(SDXL_UNET)), comfy.model_base.SDXL
+        cfg, channels = 5.0, 4
         extra = {"pooled_output": torch.randn(1, 1280, generator=generator), "width": size, "height": size}
         positive, negative = text(77, 2048, extra), text(77, 2048, extra)
     else:
-        config, model_class, cfg, channels = comfy.supported_models.Flux(dict(FLUX_SHAPED)), comfy.model_base.Flux, 1.0, 16
+        config, model_class = comfy.supported_models.Flux(dict(FLUX_SHAPED)), comfy.model_base.Flux
+        cfg, channels = 1.0, 16
         extra = {"pooled_output": torch.randn(1, 768, generator=generator), "guidance": 3.5}
         positive, negative = text(512, 4096, extra), text(512, 4096, extra)
     patcher = tiny_models.random_weight_patcher(config, model_class, dtype, load_device=device)
