@@ -4,12 +4,18 @@ Shapes follow PyTorch's scaled_dot_product_attention: q (B, H, Nq, d), k and v
 (B, H, Nk, d); scores use the scale 1/√d. Masks broadcast to (B, H, Nq, Nk) and are
 either bool (True = keep) or additive float. Probability maps and retrievals are computed
 in float32 (float64 input stays float64); results come back in the dtype of q.
+
+Each guided function takes ``backend="auto" | "torch" | "triton"`` (see backends.py): the
+fused Triton kernel (triton_attention.py) or the chunked PyTorch code below; both compute
+the same result to float rounding. Diagnostics (``stats``) always take the PyTorch path,
+which has the per-row retrievals they summarise.
 """
 
 from typing import NamedTuple
 
 import torch
 
+from . import backends
 from .alpha_entmax import compute_dtype, finite_floor, sparse_probs
 from .diagnostics import GuidanceStats
 from .guidance import guide
@@ -164,13 +170,27 @@ def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
         yield rows, r
 
 
+def _use_triton(backend: str, stats: GuidanceStats | None, q: torch.Tensor, k: torch.Tensor, alpha: float) -> bool:
+    """Whether this call runs the fused Triton kernel (never with diagnostics: see module doc)."""
+    if stats is not None:
+        backends.check_name(backend)
+        return False
+    return backends.choose(backend, q, k, alpha) == "triton"
+
+
 def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
                   tau: float | None, alpha: float, mode: str = "gag", pladis_scale: float = 2.0,
-                  mask: torch.Tensor | None = None, stats: GuidanceStats | None = None) -> torch.Tensor:
+                  mask: torch.Tensor | None = None, stats: GuidanceStats | None = None,
+                  backend: str = "auto") -> torch.Tensor:
     """Guided cross-attention output (B, H, Nq, d) in q's dtype (SPEC §1).
 
     ``stats`` (optional) accumulates diagnostics of every query row.
     """
+    if _use_triton(backend, stats, q, k, alpha):
+        from .triton_attention import fused_text_attention
+
+        return fused_text_attention(q, k, v, lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode,
+                                    pladis_scale=pladis_scale, mask=mask)
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=False):
         if stats is not None:
@@ -186,7 +206,7 @@ def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: flo
 def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
                    tau: float | None, alpha: float, mode: str = "gag", pladis_scale: float = 2.0,
                    mask: torch.Tensor | None = None, joint_logsumexp: torch.Tensor | None = None,
-                   stats: GuidanceStats | None = None) -> torch.Tensor:
+                   stats: GuidanceStats | None = None, backend: str = "auto") -> torch.Tensor:
     """What GAG adds to the dense attention output: m · (G − D), (B, H, Nq, d), compute dtype.
 
     Without ``joint_logsumexp`` the keys are the whole attention and m = 1, so
@@ -196,6 +216,12 @@ def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: fl
     keys (SPEC §2, mass preserving). ``stats`` (optional) accumulates diagnostics of the
     retrievals over these keys.
     """
+    if _use_triton(backend, stats, q, k, alpha):
+        from .triton_attention import fused_text_attention
+
+        return fused_text_attention(q, k, v, lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode,
+                                    pladis_scale=pladis_scale, mask=mask, epilogue="correction",
+                                    joint_logsumexp=joint_logsumexp)
     dtype = compute_dtype(q.dtype)
     correction = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=dtype, device=q.device)
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=joint_logsumexp is not None):
@@ -264,7 +290,7 @@ def _chunked_attention_with_logsumexp(q, k, v, bias):
 def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text_len: int,
                         lam: float, zeta: float, tau: float | None, alpha: float, mode: str = "gag",
                         pladis_scale: float = 2.0, mask: torch.Tensor | None = None,
-                        stats: GuidanceStats | None = None) -> torch.Tensor:
+                        stats: GuidanceStats | None = None, backend: str = "auto") -> torch.Tensor:
     """Joint (MMDiT) attention with only the image-query × text-key block guided.
 
     Tokens are laid out text first: positions [0, text_len) are text, the rest image.
@@ -285,6 +311,13 @@ def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, te
     dense_image, lse_image = dense_attention_with_logsumexp(q[..., image, :], k[..., image, :], v[..., image, :],
                                                             mask_block(mask, image, image))
     out_image = out[..., image, :]
+    if _use_triton(backend, stats, q, k, alpha):  # the kernel's epilogue writes the image rows
+        from .triton_attention import fused_text_attention
+
+        fused_text_attention(q[..., image, :], k[..., text, :], v[..., text, :], lam=lam, zeta=zeta, tau=tau,
+                             alpha=alpha, mode=mode, pladis_scale=pladis_scale, mask=mask_block(mask, image, text),
+                             epilogue="joint_image", image_dense=dense_image, image_logsumexp=lse_image, out=out_image)
+        return out
     for rows, r in _guided_chunks(q[..., image, :], k[..., text, :], v[..., text, :], alpha,
                                   mask_block(mask, image, text), with_logsumexp=True):
         if stats is not None:

@@ -1,0 +1,89 @@
+"""Which implementation computes a guided attention call: the fused Triton kernels or PyTorch.
+
+``backend`` (keyword of the attention functions) is ``"auto"``, ``"torch"`` or ``"triton"``.
+``auto`` takes the environment variable ``GAG_BACKEND`` when it is set (so a user can force
+one without touching a workflow), else picks Triton for a CUDA tensor when triton imports and
+the call is a case the kernels cover (see :func:`triton_unsupported_reason`), else PyTorch.
+``"triton"`` asked for explicitly runs the kernels wherever triton can launch them (a CUDA
+device, or any device under ``TRITON_INTERPRET=1``, which is how the CPU tests run them) and
+raises ``ValueError`` naming the reason when it cannot. Each distinct choice is logged once.
+"""
+
+import functools
+import logging
+import os
+
+import torch
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "triton")
+ENVIRONMENT_VARIABLE = "GAG_BACKEND"
+TRITON_ALPHAS = (1.5, 2.0)
+"""α values with a fused kernel: the exact solvers of power 2 (1.5-entmax) and 1 (sparsemax)."""
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+TRITON_MAX_HEAD_DIM = 256
+
+
+@functools.lru_cache(maxsize=None)
+def triton_import_error() -> str | None:
+    """None when ``gag_core.triton_attention`` imports (triton present), else why not."""
+    try:
+        from . import triton_attention  # noqa: F401
+    except Exception as error:  # ImportError, or a broken triton install
+        return f"triton does not import ({type(error).__name__}: {error})"
+    return None
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def triton_unsupported_reason(q: torch.Tensor, k: torch.Tensor, alpha: float) -> str | None:
+    """None when the fused kernels cover this call, else a short reason.
+
+    q (B, H, Nq, d), k (B, H, Nk, d)."""
+    if float(alpha) not in TRITON_ALPHAS:
+        return f"alpha = {alpha:g} has no fused kernel (only {', '.join(map(str, TRITON_ALPHAS))})"
+    if q.dtype not in TRITON_DTYPES:
+        return f"dtype {q.dtype} has no fused kernel"
+    if q.shape[-1] > TRITON_MAX_HEAD_DIM or q.shape[-1] != k.shape[-1]:
+        return f"head dim {q.shape[-1]} has no fused kernel (at most {TRITON_MAX_HEAD_DIM})"
+    if q.shape[-2] == 0 or k.shape[-2] == 0:
+        return "no queries or no keys"
+    if q.device.type != "cuda" and not interpreting():
+        return f"{q.device.type} tensors (the kernels run on CUDA, or anywhere under TRITON_INTERPRET=1)"
+    return triton_import_error()
+
+
+def check_name(backend: str) -> None:
+    """Raise ValueError unless ``backend`` is one of BACKENDS."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
+def choose(backend: str, q: torch.Tensor, k: torch.Tensor, alpha: float) -> str:
+    """The backend ("torch" or "triton") that runs this call; see the module doc."""
+    check_name(backend)
+    requested = backend
+    if backend == "auto":
+        requested = os.environ.get(ENVIRONMENT_VARIABLE, "auto").strip().lower() or "auto"
+        if requested not in BACKENDS:
+            raise ValueError(f"{ENVIRONMENT_VARIABLE} must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested == "torch":
+        return _logged("torch", "requested")
+    reason = triton_unsupported_reason(q, k, alpha)
+    if requested == "triton":
+        if reason is not None:
+            raise ValueError(f"backend 'triton' cannot run this call: {reason}")
+        return _logged("triton", "requested")
+    if q.device.type != "cuda":  # auto: Triton only where it compiles, never the slow interpreter
+        return _logged("torch", f"{q.device.type} device")
+    return _logged("torch" if reason else "triton", reason or "CUDA and triton available")
+
+
+@functools.lru_cache(maxsize=None)
+def _logged(name: str, reason: str) -> str:
+    log.info("GAG attention backend: %s (%s)", name, reason)
+    return name
