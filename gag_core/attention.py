@@ -178,6 +178,25 @@ def _use_triton(backend: str, stats: GuidanceStats | None, q: torch.Tensor, k: t
     return backends.choose(backend, q, k, alpha) == "triton"
 
 
+def _fused(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor | None:
+    """``triton_attention.fused_text_attention(q, k, v, **kwargs)``, or None when the kernel
+    failed to compile or launch on this GPU and the backend was not forced: the Triton backend
+    is then off for the process (logged once) and the caller takes the PyTorch path. The
+    kernels are tested in Triton's interpreter and compiled ahead of time for sm_80–sm_90,
+    but a GPU, driver or triton build they have not met may still refuse them."""
+    from .triton_attention import fused_text_attention
+
+    try:
+        return fused_text_attention(q, k, v, **kwargs)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as error:  # compilation, resources, driver: anything but memory
+        if backends.forced(backend):
+            raise
+        backends.disable_triton(error)
+        return None
+
+
 def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
                   tau: float | None, alpha: float, mode: str = "gag", pladis_scale: float = 2.0,
                   mask: torch.Tensor | None = None, stats: GuidanceStats | None = None,
@@ -187,10 +206,10 @@ def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: flo
     ``stats`` (optional) accumulates diagnostics of every query row.
     """
     if _use_triton(backend, stats, q, k, alpha):
-        from .triton_attention import fused_text_attention
-
-        return fused_text_attention(q, k, v, lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode,
-                                    pladis_scale=pladis_scale, mask=mask)
+        out = _fused(backend, q, k, v, lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode,
+                     pladis_scale=pladis_scale, mask=mask)
+        if out is not None:
+            return out
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=False):
         if stats is not None:
@@ -217,11 +236,11 @@ def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: fl
     retrievals over these keys.
     """
     if _use_triton(backend, stats, q, k, alpha):
-        from .triton_attention import fused_text_attention
-
-        return fused_text_attention(q, k, v, lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode,
-                                    pladis_scale=pladis_scale, mask=mask, epilogue="correction",
-                                    joint_logsumexp=joint_logsumexp)
+        correction = _fused(backend, q, k, v, lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode,
+                            pladis_scale=pladis_scale, mask=mask, epilogue="correction",
+                            joint_logsumexp=joint_logsumexp)
+        if correction is not None:
+            return correction
     dtype = compute_dtype(q.dtype)
     correction = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=dtype, device=q.device)
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=joint_logsumexp is not None):
@@ -312,12 +331,11 @@ def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, te
                                                             mask_block(mask, image, image))
     out_image = out[..., image, :]
     if _use_triton(backend, stats, q, k, alpha):  # the kernel's epilogue writes the image rows
-        from .triton_attention import fused_text_attention
-
-        fused_text_attention(q[..., image, :], k[..., text, :], v[..., text, :], lam=lam, zeta=zeta, tau=tau,
-                             alpha=alpha, mode=mode, pladis_scale=pladis_scale, mask=mask_block(mask, image, text),
-                             epilogue="joint_image", image_dense=dense_image, image_logsumexp=lse_image, out=out_image)
-        return out
+        written = _fused(backend, q[..., image, :], k[..., text, :], v[..., text, :], lam=lam, zeta=zeta, tau=tau,
+                         alpha=alpha, mode=mode, pladis_scale=pladis_scale, mask=mask_block(mask, image, text),
+                         epilogue="joint_image", image_dense=dense_image, image_logsumexp=lse_image, out=out_image)
+        if written is not None:
+            return out
     for rows, r in _guided_chunks(q[..., image, :], k[..., text, :], v[..., text, :], alpha,
                                   mask_block(mask, image, text), with_logsumexp=True):
         if stats is not None:

@@ -7,6 +7,9 @@ the call is a case the kernels cover (see :func:`triton_unsupported_reason`), el
 ``"triton"`` asked for explicitly runs the kernels wherever triton can launch them (a CUDA
 device, or any device under ``TRITON_INTERPRET=1``, which is how the CPU tests run them) and
 raises ``ValueError`` naming the reason when it cannot. Each distinct choice is logged once.
+If a kernel fails to compile or launch on a GPU it was never tried on, ``auto`` falls back to
+PyTorch for the rest of the process with one warning (see ``attention._fused``); a forced
+``triton`` re-raises the error.
 """
 
 import functools
@@ -57,6 +60,33 @@ def triton_unsupported_reason(q: torch.Tensor, k: torch.Tensor, alpha: float) ->
     return triton_import_error()
 
 
+_failure: list = []
+"""The error that made the fused kernels fail in this process (see :func:`disable_triton`)."""
+
+
+def disable_triton(error: Exception) -> None:
+    """Stop choosing Triton under ``auto`` for the rest of the process, with one warning."""
+    if not _failure:
+        _failure.append(f"the fused kernel failed here ({type(error).__name__}: {error})")
+        log.warning("GAG: %s; using the PyTorch attention path from now on", _failure[0])
+
+
+def requested(backend: str) -> str:
+    """The backend asked for: ``backend`` itself, or for ``auto`` the GAG_BACKEND variable."""
+    check_name(backend)
+    if backend != "auto":
+        return backend
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "auto").strip().lower() or "auto"
+    if value not in BACKENDS:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE} must be one of {', '.join(BACKENDS)}, got {value!r}")
+    return value
+
+
+def forced(backend: str) -> bool:
+    """Whether Triton was asked for explicitly (keyword or GAG_BACKEND): its failures then raise."""
+    return requested(backend) == "triton"
+
+
 def check_name(backend: str) -> None:
     """Raise ValueError unless ``backend`` is one of BACKENDS."""
     if backend not in BACKENDS:
@@ -65,21 +95,17 @@ def check_name(backend: str) -> None:
 
 def choose(backend: str, q: torch.Tensor, k: torch.Tensor, alpha: float) -> str:
     """The backend ("torch" or "triton") that runs this call; see the module doc."""
-    check_name(backend)
-    requested = backend
-    if backend == "auto":
-        requested = os.environ.get(ENVIRONMENT_VARIABLE, "auto").strip().lower() or "auto"
-        if requested not in BACKENDS:
-            raise ValueError(f"{ENVIRONMENT_VARIABLE} must be one of {', '.join(BACKENDS)}, got {requested!r}")
-    if requested == "torch":
+    wanted = requested(backend)
+    if wanted == "torch":
         return _logged("torch", "requested")
     reason = triton_unsupported_reason(q, k, alpha)
-    if requested == "triton":
+    if wanted == "triton":
         if reason is not None:
             raise ValueError(f"backend 'triton' cannot run this call: {reason}")
         return _logged("triton", "requested")
     if q.device.type != "cuda":  # auto: Triton only where it compiles, never the slow interpreter
         return _logged("torch", f"{q.device.type} device")
+    reason = reason or (_failure[0] if _failure else None)
     return _logged("torch" if reason else "triton", reason or "CUDA and triton available")
 
 

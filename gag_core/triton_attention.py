@@ -53,12 +53,16 @@ INTERPRET = interpreting()
 FLOOR = float(torch.finfo(torch.float32).min)
 """An additive mask at or below this (−inf included) blocks its key, as in gag_core's torch path."""
 TINY = float(torch.finfo(torch.float32).tiny)
-SINGLE_TILE_KEYS = 128
-"""Up to this many keys, the score row of a query lives in registers for the whole kernel."""
-KEY_TILE = 64
-"""Keys per tile beyond SINGLE_TILE_KEYS (scores recomputed per pass; K and V stream from L2)."""
+SINGLE_TILE_KEYS = {2: 128, 4: 64}
+"""By element size: up to this many keys the score rows of a program live in registers for the
+whole kernel; beyond, the keys stream in tiles of KEY_TILE and the scores are recomputed per pass."""
+KEY_TILE = {2: 64, 4: 32}
+"""Keys per tile beyond SINGLE_TILE_KEYS, by element size."""
 BLOCK_QUERIES = 16
-"""Queries per program. Untuned: no GPU has been available to this project yet."""
+NUM_WARPS = 8
+"""Queries per program and warps: untuned (no GPU has been available to this project yet);
+chosen so that every variant compiles for sm_80–sm_90 without register spills and within the
+99 KiB of shared memory of consumer GPUs (devtools/compile_kernels.py reports it)."""
 SOLVER_STEPS = {2: 2, 1: 3}
 """Lower-bound steps before the support refinement, by power 1/(α−1); as gag_core's torch path."""
 EPILOGUES = {"output": 0, "correction": 1, "joint_image": 2}
@@ -291,7 +295,7 @@ def _gag_text_attention_kernel(
         dense_n = dense / scale[:, None]
         sparse_sq = tl.sum(sparse_n * sparse_n, axis=1)
         delta_dot_sparse = sparse_sq - tl.sum(sparse_n * dense_n, axis=1)
-        has_direction = sparse_sq * scale * scale > sparse_norm_eps
+        has_direction = sparse_sq * scale > sparse_norm_eps / scale  # ‖S‖² > eps, unscaled, without overflow
         coef = tl.where(has_direction, delta_dot_sparse / tl.maximum(sparse_sq, tiny), 0.0)
         parallel_sq = coef * delta_dot_sparse
         if ZETA_ZERO:
@@ -380,8 +384,9 @@ def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, l
     if out is None:
         out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=result_dtype, device=q.device)
     mask_tensor, mask_kind = _mask_argument(mask, (batch, heads, n_queries, n_keys))
-    single_tile = key_tile is None and n_keys <= SINGLE_TILE_KEYS
-    block_n = max(16, triton.next_power_of_2(n_keys)) if single_tile else (key_tile or KEY_TILE)
+    element_size = torch.finfo(q.dtype).bits // 8
+    single_tile = key_tile is None and n_keys <= SINGLE_TILE_KEYS[element_size]
+    block_n = max(16, triton.next_power_of_2(n_keys)) if single_tile else (key_tile or KEY_TILE[element_size])
     grid = (triton.cdiv(n_queries, BLOCK_QUERIES), batch * heads)
     iterations = torch.empty(grid[0] * grid[1] if return_iterations else 1, dtype=torch.int32, device=q.device)
     cap = tau is not None and not math.isinf(tau)
@@ -399,6 +404,6 @@ def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, l
         STEPS=SOLVER_STEPS[power] if solver_steps is None else solver_steps,
         SINGLE_TILE=single_tile, BLOCK_M=BLOCK_QUERIES, BLOCK_N=block_n,
         BLOCK_D=max(16, triton.next_power_of_2(head_dim)), WITH_ITERATIONS=return_iterations,
-        INTERPRET=INTERPRET, num_warps=4,
+        INTERPRET=INTERPRET, num_warps=NUM_WARPS,
     )
     return (out, iterations) if return_iterations else out
