@@ -1,6 +1,6 @@
 """Compile the fused GAG kernel ahead of time for NVIDIA GPUs, without one, and report resources.
 
-``python -m devtools.compile_kernels [--arch 80,86,89,90] [--all]`` runs Triton's real
+``python -m devtools.compile_kernels [--arch 80,86,89,90] [--all | --variants 0,2]`` runs Triton's real
 compiler (TTIR → PTX → ptxas, all shipped in the triton wheel) for representative variants of
 ``gag_core.triton_attention._gag_text_attention_kernel`` and prints, per variant, shared
 memory, registers and spill stack as ptxas reports them. It catches what Triton's CPU
@@ -66,14 +66,12 @@ def compile_variant(variant: Variant, arch: int):
     from gag_core import triton_attention as kernels
 
     kernel = kernels._gag_text_attention_kernel
-    element_size = torch.finfo(getattr(torch, variant.dtype)).bits // 8
-    single_tile = variant.n_keys <= kernels.SINGLE_TILE_KEYS[element_size]
+    single_tile, block_n = kernels.key_tiling(getattr(torch, variant.dtype), variant.n_keys, variant.head_dim)
     constants = dict(
         POWER=variant.power, PLADIS=False, ZETA_ZERO=variant.zeta_zero, CAP=True, MASK_KIND=variant.mask_kind,
         EPILOGUE=kernels.EPILOGUES[variant.epilogue], HAS_JOINT_LSE=variant.epilogue == "correction",
         STEPS=kernels.SOLVER_STEPS[variant.power], SINGLE_TILE=single_tile, BLOCK_M=kernels.BLOCK_QUERIES,
-        BLOCK_N=max(16, triton.next_power_of_2(variant.n_keys)) if single_tile else kernels.KEY_TILE[element_size],
-        BLOCK_D=max(16, triton.next_power_of_2(variant.head_dim)), WITH_ITERATIONS=False, INTERPRET=False)
+        BLOCK_N=block_n, BLOCK_D=kernels.padded_head_dim(variant.head_dim), WITH_ITERATIONS=False, INTERPRET=False)
     pointer = POINTER_TYPES[variant.dtype]
     signature = {}
     for name in kernel.arg_names:
@@ -115,10 +113,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="80,86,89,90", help="comma-separated compute capabilities")
     parser.add_argument("--all", action="store_true", help="a wider sweep of dtypes, key counts and head dims")
+    parser.add_argument("--variants", default="", help="comma-separated indices into the default variants")
     args = parser.parse_args(argv)
+    variants = ALL_VARIANTS if args.all else DEFAULT_VARIANTS
+    if args.variants:
+        variants = tuple(DEFAULT_VARIANTS[int(i)] for i in args.variants.split(","))
     failures = 0
     for arch in (int(a) for a in args.arch.split(",")):
-        for variant in ALL_VARIANTS if args.all else DEFAULT_VARIANTS:
+        for variant in variants:
             begin = time.time()
             try:
                 shared, registers, stack = compile_variant(variant, arch)

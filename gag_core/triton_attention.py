@@ -53,11 +53,11 @@ INTERPRET = interpreting()
 FLOOR = float(torch.finfo(torch.float32).min)
 """An additive mask at or below this (−inf included) blocks its key, as in gag_core's torch path."""
 TINY = float(torch.finfo(torch.float32).tiny)
-SINGLE_TILE_KEYS = {2: 128, 4: 64}
-"""By element size: up to this many keys the score rows of a program live in registers for the
-whole kernel; beyond, the keys stream in tiles of KEY_TILE and the scores are recomputed per pass."""
-KEY_TILE = {2: 64, 4: 32}
-"""Keys per tile beyond SINGLE_TILE_KEYS, by element size."""
+TILE_ELEMENTS = {2: 8192, 4: 2048}
+"""Largest key tile (keys × padded head dim), by element size. When all keys fit one such tile
+(SDXL: 77 keys × 64) their scores live in registers for the whole kernel; beyond (T5, Qwen
+and Wan contexts, FLUX's 512 tokens, wide heads) the keys stream in tiles of this size and
+the scores are recomputed per pass."""
 BLOCK_QUERIES = 16
 NUM_WARPS = 8
 """Queries per program and warps: untuned (no GPU has been available to this project yet);
@@ -354,6 +354,19 @@ def _mask_argument(mask: torch.Tensor | None, shape: tuple) -> tuple:
     return mask, MASK_ADDITIVE
 
 
+def padded_head_dim(head_dim: int) -> int:
+    """BLOCK_D: the head dim padded to a power of two (at least 16, tl.dot's minimum)."""
+    return max(16, triton.next_power_of_2(head_dim))
+
+
+def key_tiling(dtype: torch.dtype, n_keys: int, head_dim: int, key_tile: int | None = None) -> tuple:
+    """(single_tile, BLOCK_N) for inputs of ``dtype``: see TILE_ELEMENTS. ``key_tile``
+    (a power of two ≥ 16) overrides the tile size, as the tests do."""
+    budget = key_tile or TILE_ELEMENTS[torch.finfo(dtype).bits // 8] // padded_head_dim(head_dim)
+    padded_keys = max(16, triton.next_power_of_2(n_keys))
+    return (True, padded_keys) if padded_keys <= budget else (False, max(16, budget))
+
+
 def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
                          tau: float | None, alpha: float, mode: str = "gag", pladis_scale: float = 2.0,
                          mask: torch.Tensor | None = None, epilogue: str = "output",
@@ -368,9 +381,9 @@ def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, l
     q's dtype; "correction" returns m·(G − D) in float32, m from ``joint_logsumexp`` (B, H, Nq)
     or 1; "joint_image" returns D_img + σ(lse_text − lse_img)(G − D_img) in q's dtype from
     ``image_dense`` (B, H, Nq, d) and ``image_logsumexp`` (B, H, Nq). ``out`` (optional, any
-    strides, the result's shape and dtype) receives the result. ``key_tile`` and
-    ``solver_steps`` override the tiling and the number of lower-bound steps (tests force the
-    multi-tile and refinement paths with them); ``return_iterations`` also returns the
+    strides, the result's shape and dtype) receives the result. ``key_tile`` (keys per tile:
+    all keys in one tile when it holds them) and ``solver_steps`` override the tiling and the
+    number of lower-bound steps (the tests reach every path with them); ``return_iterations`` also returns the
     refinement rounds each program took, (programs,) int32.
     """
     batch, heads, n_queries, head_dim = q.shape
@@ -384,9 +397,7 @@ def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, l
     if out is None:
         out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=result_dtype, device=q.device)
     mask_tensor, mask_kind = _mask_argument(mask, (batch, heads, n_queries, n_keys))
-    element_size = torch.finfo(q.dtype).bits // 8
-    single_tile = key_tile is None and n_keys <= SINGLE_TILE_KEYS[element_size]
-    block_n = max(16, triton.next_power_of_2(n_keys)) if single_tile else (key_tile or KEY_TILE[element_size])
+    single_tile, block_n = key_tiling(q.dtype, n_keys, head_dim, key_tile)
     grid = (triton.cdiv(n_queries, BLOCK_QUERIES), batch * heads)
     iterations = torch.empty(grid[0] * grid[1] if return_iterations else 1, dtype=torch.int32, device=q.device)
     cap = tau is not None and not math.isinf(tau)
@@ -403,7 +414,7 @@ def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, l
         EPILOGUE=EPILOGUES[epilogue], HAS_JOINT_LSE=joint_logsumexp is not None,
         STEPS=SOLVER_STEPS[power] if solver_steps is None else solver_steps,
         SINGLE_TILE=single_tile, BLOCK_M=BLOCK_QUERIES, BLOCK_N=block_n,
-        BLOCK_D=max(16, triton.next_power_of_2(head_dim)), WITH_ITERATIONS=return_iterations,
+        BLOCK_D=padded_head_dim(head_dim), WITH_ITERATIONS=return_iterations,
         INTERPRET=INTERPRET, num_warps=NUM_WARPS,
     )
     return (out, iterations) if return_iterations else out
