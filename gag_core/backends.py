@@ -3,7 +3,7 @@
 ``backend`` (keyword of the attention functions) is ``"auto"``, ``"torch"`` or ``"triton"``.
 ``auto`` takes the environment variable ``GAG_BACKEND`` when it is set (so a user can force
 one without touching a workflow), else picks Triton for a CUDA tensor when triton imports and
-the call is a case the kernels cover (see :func:`triton_unsupported_reason`), else PyTorch.
+the call is a case the kernels cover (see :func:`decide`), else PyTorch.
 ``"triton"`` asked for explicitly runs the kernels wherever triton can launch them (a CUDA
 device, or any device under ``TRITON_INTERPRET=1``, which is how the CPU tests run them) and
 raises ``ValueError`` naming the reason when it cannot. Each distinct choice is logged once.
@@ -43,20 +43,16 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def triton_unsupported_reason(q: torch.Tensor, k: torch.Tensor, alpha: float) -> str | None:
-    """None when the fused kernels cover this call, else a short reason.
-
-    q (B, H, Nq, d), k (B, H, Nk, d)."""
+def _unsupported(device_type: str, dtype: torch.dtype, alpha: float, head_dim: int | None) -> str | None:
+    """None when the fused kernels cover calls like this, else a short reason."""
     if float(alpha) not in TRITON_ALPHAS:
         return f"alpha = {alpha:g} has no fused kernel (only {', '.join(map(str, TRITON_ALPHAS))})"
-    if q.dtype not in TRITON_DTYPES:
-        return f"dtype {q.dtype} has no fused kernel"
-    if q.shape[-1] > TRITON_MAX_HEAD_DIM or q.shape[-1] != k.shape[-1]:
-        return f"head dim {q.shape[-1]} has no fused kernel (at most {TRITON_MAX_HEAD_DIM})"
-    if q.shape[-2] == 0 or k.shape[-2] == 0:
-        return "no queries or no keys"
-    if q.device.type != "cuda" and not interpreting():
-        return f"{q.device.type} tensors (the kernels run on CUDA, or anywhere under TRITON_INTERPRET=1)"
+    if dtype not in TRITON_DTYPES:
+        return f"dtype {dtype} has no fused kernel"
+    if head_dim is not None and head_dim > TRITON_MAX_HEAD_DIM:
+        return f"head dim {head_dim} has no fused kernel (at most {TRITON_MAX_HEAD_DIM})"
+    if device_type != "cuda" and not interpreting():
+        return f"{device_type} tensors (the kernels run on CUDA, or anywhere under TRITON_INTERPRET=1)"
     return triton_import_error()
 
 
@@ -69,6 +65,12 @@ def disable_triton(error: Exception) -> None:
     if not _failure:
         _failure.append(f"the fused kernel failed here ({type(error).__name__}: {error})")
         log.warning("GAG: %s; using the PyTorch attention path from now on", _failure[0])
+
+
+def check_name(backend: str) -> None:
+    """Raise ValueError unless ``backend`` is one of BACKENDS."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 def requested(backend: str) -> str:
@@ -87,26 +89,34 @@ def forced(backend: str) -> bool:
     return requested(backend) == "triton"
 
 
-def check_name(backend: str) -> None:
-    """Raise ValueError unless ``backend`` is one of BACKENDS."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-
-
-def choose(backend: str, q: torch.Tensor, k: torch.Tensor, alpha: float) -> str:
-    """The backend ("torch" or "triton") that runs this call; see the module doc."""
+def decide(backend: str, device_type: str, dtype: torch.dtype, alpha: float, head_dim: int | None = None,
+           shape_reason: str | None = None) -> tuple[str, str]:
+    """(the backend that runs, why) for calls on ``device_type`` in ``dtype``; ``shape_reason``
+    says why a particular call's shapes rule the kernels out. Raises ValueError when Triton is
+    forced but cannot run."""
     wanted = requested(backend)
     if wanted == "torch":
-        return _logged("torch", "requested")
-    reason = triton_unsupported_reason(q, k, alpha)
+        return "torch", "requested"
+    reason = shape_reason or _unsupported(device_type, dtype, alpha, head_dim)
     if wanted == "triton":
         if reason is not None:
             raise ValueError(f"backend 'triton' cannot run this call: {reason}")
-        return _logged("triton", "requested")
-    if q.device.type != "cuda":  # auto: Triton only where it compiles, never the slow interpreter
-        return _logged("torch", f"{q.device.type} device")
+        return "triton", "requested"
+    if device_type != "cuda":  # auto: Triton only where it compiles, never the slow interpreter
+        return "torch", f"{device_type} device"
     reason = reason or (_failure[0] if _failure else None)
-    return _logged("torch" if reason else "triton", reason or "CUDA and triton available")
+    return ("torch", reason) if reason else ("triton", "CUDA and triton available")
+
+
+def choose(backend: str, q: torch.Tensor, k: torch.Tensor, alpha: float) -> str:
+    """The backend ("torch" or "triton") that runs the call on q (B, H, Nq, d) and
+    k (B, H, Nk, d); see the module doc."""
+    shape_reason = None
+    if q.shape[-1] != k.shape[-1]:
+        shape_reason = "queries and keys of different head dims"
+    elif q.shape[-2] == 0 or k.shape[-2] == 0:
+        shape_reason = "no queries or no keys"
+    return _logged(*decide(backend, q.device.type, q.dtype, alpha, q.shape[-1], shape_reason))
 
 
 @functools.lru_cache(maxsize=None)

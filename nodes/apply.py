@@ -2,6 +2,9 @@
 
 import logging
 
+import torch
+
+from ..gag_core import backends
 from . import diagnostics, joint_attention, unet_cross_attention
 from .architectures import JOINT_ATTENTION, UNET_CROSS_ATTENTION, detect
 from .gate import GuidanceGate
@@ -54,4 +57,18 @@ def apply_gag(model_patcher, settings: NodeSettings | None = None, *, observer=N
     elif architecture.flavour == JOINT_ATTENTION:
         joint_attention.install(patched, settings.guidance, selection, gate, observer)
     log.info("GAG: patched %s (%s blocks: %s)", architecture.name, architecture.flavour, " ".join(selection.kinds()))
+    _log_backend(patched, architecture.name, settings.guidance.alpha)
     return patched
+
+
+def _log_backend(model_patcher, name: str, alpha: float) -> None:
+    """Say once per Apply GAG which attention backend the model's guided layers will run and why."""
+    model = model_patcher.model
+    dtype = getattr(model, "manual_cast_dtype", None) or model.get_dtype()
+    device = torch.device(model_patcher.load_device)
+    try:
+        backend, reason = backends.decide("auto", device.type, dtype, alpha)
+    except ValueError as error:  # GAG_BACKEND forces a backend that cannot run here: sampling will say so
+        log.warning("GAG: %s on %s: %s", name, device, error)
+        return
+    log.info("GAG: %s on %s (%s) runs the %s attention backend (%s)", name, device, dtype, backend, reason)

@@ -299,3 +299,16 @@ def test_cond_only_never_guides_rows_it_cannot_identify(pack):
     assert gate.rows({"cond_or_uncond": [0]}, 2) is None          # CFG 1: all rows are cond
     assert gate.rows({"cond_or_uncond": [1, 0]}, 4).tolist() == [2, 3]
     assert GuidanceGate(1e9, 0.0, cond_only=False).rows({"cond_or_uncond": [1, 0]}, 4) is None
+
+
+def test_apply_gag_says_which_attention_backend_runs(nodes_api, caplog, monkeypatch):
+    monkeypatch.delenv("GAG_BACKEND", raising=False)
+    tiny = tiny_models.sdxl()
+    with caplog.at_level("INFO"):
+        nodes_api["apply_gag"](tiny.patcher, settings(nodes_api))
+    assert "runs the torch attention backend (cpu device)" in caplog.text
+    monkeypatch.setenv("GAG_BACKEND", "triton")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # as the interpreter tests may have set it
+    caplog.clear()
+    nodes_api["apply_gag"](tiny.patcher, settings(nodes_api))
+    assert "backend 'triton' cannot run this call: cpu tensors" in caplog.text
