@@ -44,10 +44,11 @@ class Variant:
 
 DEFAULT_VARIANTS = (
     Variant("bfloat16", 77, 64),                                   # SDXL attn2
+    Variant("bfloat16", 512, 64, mask_kind=1),                     # 64-wide heads, tiled keys
     Variant("float16", 77, 128, mask_kind=1, zeta_zero=False),    # single tile, widest head
     Variant("bfloat16", 512, 128, mask_kind=2, epilogue="joint_image"),  # FLUX joint, tiled keys
     Variant("bfloat16", 512, 128, power=1, epilogue="correction"),
-    Variant("float32", 64, 64),
+    Variant("float32", 77, 64),
     Variant("float32", 256, 128, mask_kind=2),
 )
 ALL_VARIANTS = DEFAULT_VARIANTS + tuple(
@@ -70,7 +71,7 @@ def compile_variant(variant: Variant, arch: int):
     constants = dict(
         POWER=variant.power, PLADIS=False, ZETA_ZERO=variant.zeta_zero, CAP=True, MASK_KIND=variant.mask_kind,
         EPILOGUE=kernels.EPILOGUES[variant.epilogue], HAS_JOINT_LSE=variant.epilogue == "correction",
-        STEPS=kernels.SOLVER_STEPS[variant.power], SINGLE_TILE=single_tile, BLOCK_M=kernels.BLOCK_QUERIES,
+        STEPS=kernels.SOLVER_STEPS[variant.power], SINGLE_TILE=single_tile, BLOCK_M=kernels.query_block(getattr(torch, variant.dtype), variant.head_dim),
         BLOCK_N=block_n, BLOCK_D=kernels.padded_head_dim(variant.head_dim), WITH_ITERATIONS=False, INTERPRET=False)
     pointer = POINTER_TYPES[variant.dtype]
     signature = {}

@@ -58,11 +58,12 @@ TILE_ELEMENTS = {2: 8192, 4: 2048}
 (SDXL: 77 keys × 64) their scores live in registers for the whole kernel; beyond (T5, Qwen
 and Wan contexts, FLUX's 512 tokens, wide heads) the keys stream in tiles of this size and
 the scores are recomputed per pass."""
-BLOCK_QUERIES = 16
+SCORE_TILE_ELEMENTS = 2048
+"""Largest streamed score tile (queries × keys per tile) when the keys come in tiles."""
 NUM_WARPS = 8
-"""Queries per program and warps: untuned (no GPU has been available to this project yet);
-chosen so that every variant compiles for sm_80–sm_90 without register spills and within the
-99 KiB of shared memory of consumer GPUs (devtools/compile_kernels.py reports it)."""
+"""Block sizes and warps are untuned (no GPU has been available to this project yet): chosen
+so that every variant compiles for sm_80–sm_90 without register spills and within the 99 KiB
+of shared memory of consumer GPUs (devtools/compile_kernels.py reports it)."""
 SOLVER_STEPS = {2: 2, 1: 3}
 """Lower-bound steps before the support refinement, by power 1/(α−1); as gag_core's torch path."""
 EPILOGUES = {"output": 0, "correction": 1, "joint_image": 2}
@@ -359,12 +360,23 @@ def padded_head_dim(head_dim: int) -> int:
     return max(16, triton.next_power_of_2(head_dim))
 
 
+def query_block(dtype: torch.dtype, head_dim: int) -> int:
+    """BLOCK_M, queries per program. Each program reads the keys and values once per pass, so
+    more queries per program mean less traffic, up to the registers that the query block and
+    both fp32 retrievals (queries × head dim each) take: 32 for 16-bit heads up to 64 wide,
+    else 16."""
+    return 32 if torch.finfo(dtype).bits == 16 and padded_head_dim(head_dim) <= 64 else 16
+
+
 def key_tiling(dtype: torch.dtype, n_keys: int, head_dim: int, key_tile: int | None = None) -> tuple:
-    """(single_tile, BLOCK_N) for inputs of ``dtype``: see TILE_ELEMENTS. ``key_tile``
-    (a power of two ≥ 16) overrides the tile size, as the tests do."""
+    """(single_tile, BLOCK_N) for inputs of ``dtype``: see TILE_ELEMENTS and SCORE_TILE_ELEMENTS.
+    ``key_tile`` (a power of two ≥ 16) overrides the tile size, as the tests do."""
     budget = key_tile or TILE_ELEMENTS[torch.finfo(dtype).bits // 8] // padded_head_dim(head_dim)
     padded_keys = max(16, triton.next_power_of_2(n_keys))
-    return (True, padded_keys) if padded_keys <= budget else (False, max(16, budget))
+    if padded_keys <= budget:
+        return True, padded_keys
+    streamed = key_tile or min(budget, SCORE_TILE_ELEMENTS // query_block(dtype, head_dim))
+    return False, max(16, streamed)
 
 
 def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: float, zeta: float,
@@ -398,7 +410,8 @@ def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, l
         out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=result_dtype, device=q.device)
     mask_tensor, mask_kind = _mask_argument(mask, (batch, heads, n_queries, n_keys))
     single_tile, block_n = key_tiling(q.dtype, n_keys, head_dim, key_tile)
-    grid = (triton.cdiv(n_queries, BLOCK_QUERIES), batch * heads)
+    block_m = query_block(q.dtype, head_dim)
+    grid = (triton.cdiv(n_queries, block_m), batch * heads)
     iterations = torch.empty(grid[0] * grid[1] if return_iterations else 1, dtype=torch.int32, device=q.device)
     cap = tau is not None and not math.isinf(tau)
     _gag_text_attention_kernel[grid](
@@ -413,7 +426,7 @@ def fused_text_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, l
         POWER=power, PLADIS=mode == "pladis", ZETA_ZERO=float(zeta) == 0.0, CAP=cap, MASK_KIND=mask_kind,
         EPILOGUE=EPILOGUES[epilogue], HAS_JOINT_LSE=joint_logsumexp is not None,
         STEPS=SOLVER_STEPS[power] if solver_steps is None else solver_steps,
-        SINGLE_TILE=single_tile, BLOCK_M=BLOCK_QUERIES, BLOCK_N=block_n,
+        SINGLE_TILE=single_tile, BLOCK_M=block_m, BLOCK_N=block_n,
         BLOCK_D=padded_head_dim(head_dim), WITH_ITERATIONS=return_iterations,
         INTERPRET=INTERPRET, num_warps=NUM_WARPS,
     )

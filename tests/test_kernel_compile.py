@@ -27,7 +27,7 @@ def test_kernel_compiles_for_consumer_gpus_without_spills():
     """SDXL's cross-attention (keys in registers) and FLUX's joint image rows (512 keys in
     tiles, additive mask), for sm_86: 99 KiB of shared memory at most, no spill."""
     environment = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-m", "devtools.compile_kernels", "--arch", "86", "--variants", "0,2"],
+    result = subprocess.run([sys.executable, "-m", "devtools.compile_kernels", "--arch", "86", "--variants", "0,3"],
                             cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=900)
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
