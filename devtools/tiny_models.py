@@ -3,6 +3,10 @@
 Each builder returns a ``TinyModel``: a ModelPatcher around a real ``comfy.model_base``
 model with shrunk config, conditioning in the shape that model expects, and an empty
 latent. Weights are random (std 1/√fan_in, biases 0.02) and seeded, so two builds are identical.
+
+The configs are written for the oldest supported host (ComfyUI 0.3.75) and completed for the
+running one by ``for_host`` from the host's own config dataclass: a field that a later
+release added gets the value ``comfy/model_detection.py`` gives that family.
 """
 
 import dataclasses
@@ -42,6 +46,34 @@ def random_weight_patcher(model_config, model_class, dtype=torch.float32, load_d
 
 def _finish(model_config, model_class, positive, negative, latent, dtype=torch.float32):
     return TinyModel(random_weight_patcher(model_config, model_class, dtype), positive, negative, latent)
+
+
+def for_host(params_class, config: dict, **detected) -> dict:
+    """``config`` completed for the running host's ``params_class`` (the dataclass its model reads
+    its config into, e.g. ``comfy.ldm.flux.model.FluxParams``).
+
+    ``detected``: fields that later releases added, with the value model detection gives this
+    family; each is added when the host declares it (a host without the field gets nothing).
+    Fields with a default need nothing. A required field that neither provides raises a
+    RuntimeError naming it, so a newer host's change shows up here, not as a TypeError deep in
+    the model.
+    """
+    declared = {field.name: field for field in dataclasses.fields(params_class)}
+    completed = {**{name: value for name, value in detected.items() if name in declared}, **config}
+    missing = [name for name, field in declared.items() if name not in completed
+               and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING]
+    if missing:
+        raise RuntimeError(f"this ComfyUI's {params_class.__name__} also needs {missing}: "
+                           "give their model-detection values in devtools/tiny_models.py")
+    return completed
+
+
+def flux_config(config: dict) -> dict:
+    """A FLUX.1 or FLUX.2 (``image_model`` "flux2") config completed for the running host.
+    Text token positions: none for FLUX.1, along RoPE axis 3 for FLUX.2 (``txt_ids_dims``)."""
+    from comfy.ldm.flux.model import FluxParams
+
+    return for_host(FluxParams, config, txt_ids_dims=[3] if config["image_model"] == "flux2" else [])
 
 
 def _text(tokens, width, seed, **extra):
@@ -88,11 +120,11 @@ def flux(dtype=torch.float32, batch=1):
     import comfy.model_base
     import comfy.supported_models
 
-    config = comfy.supported_models.Flux({
+    config = comfy.supported_models.Flux(flux_config({
         "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 32, "context_in_dim": 64,
         "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2,
         "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True, "guidance_embed": True,
-    })
+    }))
     extra = {"pooled_output": torch.randn(1, 32, generator=torch.Generator().manual_seed(5)), "guidance": 3.5}
     return _finish(config, comfy.model_base.Flux, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
                    torch.zeros(batch, 16, 16, 16), dtype)
@@ -102,13 +134,13 @@ def flux2(dtype=torch.float32, batch=1):
     import comfy.model_base
     import comfy.supported_models
 
-    config = comfy.supported_models.Flux2({
+    config = comfy.supported_models.Flux2(flux_config({
         "image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None,
         "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 3.0, "num_heads": 2, "depth": 2,
         "depth_single_blocks": 2, "axes_dim": [8, 8, 8, 8], "theta": 2000, "patch_size": 1,
         "qkv_bias": False, "guidance_embed": True, "global_modulation": True, "mlp_silu_act": True,
         "ops_bias": False, "default_ref_method": "index", "ref_index_scale": 10.0,
-    })
+    }))
     # model_base.Flux2 inherits Flux.encode_adm, which reads a pooled output it then ignores
     extra = {"pooled_output": torch.zeros(1, 32), "guidance": 3.5}
     return _finish(config, comfy.model_base.Flux2, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
@@ -118,13 +150,14 @@ def flux2(dtype=torch.float32, batch=1):
 def chroma(dtype=torch.float32, batch=1):
     import comfy.model_base
     import comfy.supported_models
+    from comfy.ldm.chroma.model import ChromaParams
 
-    config = comfy.supported_models.Chroma({
+    config = comfy.supported_models.Chroma(for_host(ChromaParams, {
         "image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": 64, "hidden_size": 64,
         "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2, "axes_dim": [8, 12, 12],
         "theta": 10000, "patch_size": 2, "qkv_bias": True, "in_dim": 64, "out_dim": 64, "hidden_dim": 64,
         "n_layers": 1,
-    })
+    }, txt_ids_dims=[], vec_in_dim=None))  # Chroma has no pooled-vector input
     extra = {"pooled_output": torch.zeros(1, 32)}  # read (and ignored) by the inherited Flux.encode_adm
     return _finish(config, comfy.model_base.Chroma, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
                    torch.zeros(batch, 16, 16, 16), dtype)
