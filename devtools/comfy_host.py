@@ -34,6 +34,14 @@ def comfyui_root() -> pathlib.Path | None:
     return None
 
 
+def host_version() -> tuple[int, ...]:
+    """The running ComfyUI's release, e.g. (0, 12, 1), from its ``comfyui_version.py``
+    (call after ``bootstrap``)."""
+    import comfyui_version
+
+    return tuple(int(part) for part in comfyui_version.__version__.split(".")[:3])
+
+
 def prepare_torchvision() -> None:
     """Let ``import torchvision`` succeed beside a CPU-only torch (see module docstring)."""
     import torch
