@@ -10,20 +10,17 @@ import pytest
 import torch
 
 from devtools import comfy_host, tiny_models
-from test_apply_gag import settings
+from test_apply_gag import nodes_api, settings  # noqa: F401  (fixture)
 
 PADDING = 7  # extra text tokens, appended as the text encoder pads (the real tokens keep their positions)
 
 
 @pytest.fixture(scope="module")
-def api(pack):
-    from comfyui_gag.gag_core import GAGSettings
-    from comfyui_gag.nodes import apply, options
-
+def api(nodes_api):
+    """The pack's API, on hosts that pass the text mask (skips elsewhere)."""
     if comfy_host.host_version() < (0, 11, 0):
         pytest.skip("ComfyUI before 0.11.0 passes no text mask into Qwen-Image's joint attention")
-    return dict(apply_gag=apply.apply_gag, NodeSettings=options.NodeSettings, GAGSettings=GAGSettings,
-                BlockSelection=options.BlockSelection)
+    return nodes_api
 
 
 def padded(conditioning, seed, masked=True):
