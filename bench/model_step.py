@@ -56,7 +56,7 @@ def build(name: str, size: int, device: torch.device, dtype: torch.dtype):
         extra = {"pooled_output": torch.randn(1, 1280, generator=generator), "width": size, "height": size}
         positive, negative = text(77, 2048, extra), text(77, 2048, extra)
     else:
-        config, model_class = comfy.supported_models.Flux(dict(FLUX_SHAPED)), comfy.model_base.Flux
+        config, model_class = comfy.supported_models.Flux(tiny_models.flux_config(FLUX_SHAPED)), comfy.model_base.Flux
         cfg, channels = 1.0, 16
         extra = {"pooled_output": torch.randn(1, 768, generator=generator), "guidance": 3.5}
         positive, negative = text(512, 4096, extra), text(512, 4096, extra)

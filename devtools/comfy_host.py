@@ -1,7 +1,8 @@
 """Make a real ComfyUI tree importable for tests, benchmarks and the launcher.
 
-The tree is ``$COMFYUI_PATH`` when set, else the one ``scripts/setup-dev.sh`` unpacked
-(its path is in ``.venv/comfyui-root.txt``). Known CPU snags are handled here, never by
+The tree is ``$COMFYUI_PATH`` when set, else the one ``scripts/setup-dev.sh`` unpacked for
+the venv this Python runs in (its path is in ``<venv>/comfyui-root.txt``: ``.venv`` holds
+ComfyUI 0.3.75, ``.venv-0.12.1`` ComfyUI 0.12.1). Known CPU snags are handled here, never by
 editing ComfyUI's files (SPEC §4):
 
 - PyPI's torchvision is built against CUDA torch; beside the CPU torch its C ops fail to
@@ -16,6 +17,8 @@ import pathlib
 import sys
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+VENV = pathlib.Path(sys.prefix)
+"""The venv of the running Python (scripts/setup-dev.sh makes one per host)."""
 PACK_MODULE_NAME = "comfyui_gag"
 
 
@@ -23,12 +26,20 @@ def comfyui_root() -> pathlib.Path | None:
     """The ComfyUI tree to run against, or None when none is installed."""
     if os.environ.get("COMFYUI_PATH"):
         return pathlib.Path(os.environ["COMFYUI_PATH"]).resolve()
-    recorded = REPO_ROOT / ".venv" / "comfyui-root.txt"
+    recorded = VENV / "comfyui-root.txt"
     if recorded.is_file():
         root = pathlib.Path(recorded.read_text().strip())
         if (root / "comfy").is_dir():
             return root
     return None
+
+
+def host_version() -> tuple[int, ...]:
+    """The running ComfyUI's release, e.g. (0, 12, 1), from its ``comfyui_version.py``
+    (call after ``bootstrap``)."""
+    import comfyui_version
+
+    return tuple(int(part) for part in comfyui_version.__version__.split(".")[:3])
 
 
 def prepare_torchvision() -> None:

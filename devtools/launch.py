@@ -5,7 +5,7 @@
 
 The ComfyUI tree is ``$COMFYUI_PATH`` or the contributor one made by scripts/setup-dev.sh
 (see devtools/comfy_host.py). Nothing is written into that tree: ComfyUI runs with
-``--base-directory HOME`` (default ``.venv/comfyui-home``), whose ``custom_nodes/`` holds a
+``--base-directory HOME`` (default ``comfyui-home`` in the host venv, e.g. ``.venv/comfyui-home``), whose ``custom_nodes/`` holds a
 symlink to this repository, and whose ``user/``, ``input/``, ``output/`` and ``temp/`` hold
 everything ComfyUI writes (its sqlite database included, via ``--database-url``).
 ``--models DIR`` adds DIR's model folders (``checkpoints/``, ``loras/``, ``vae/``...; DIR may
@@ -41,7 +41,8 @@ REPO_ROOT = comfy_host.REPO_ROOT
 PACK_LINK_NAME = "ComfyUI-GAG"
 STAND_IN_LINK_NAME = "gag_tiny_stand_in"
 STAND_IN_DIR = REPO_ROOT / "devtools" / "tiny_stand_in"
-DEFAULT_HOME = REPO_ROOT / ".venv" / "comfyui-home"
+# one home per host venv (.venv, .venv-0.12.1): their databases and settings stay apart
+DEFAULT_HOME = (comfy_host.VENV if comfy_host.VENV.parent == REPO_ROOT else REPO_ROOT / ".venv") / "comfyui-home"
 MODEL_PATHS_FILE = "gag_extra_model_paths.yaml"
 # folder_paths keys whose files ComfyUI also looks for under a legacy folder name
 LEGACY_MODEL_FOLDERS = {"unet": "diffusion_models", "clip": "text_encoders", "t2i_adapter": "controlnet"}

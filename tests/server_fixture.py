@@ -9,8 +9,11 @@ awaited by polling ``/system_stats``; the server is always stopped at teardown. 
 A test module registers both by importing them (the functions carry other names than the
 fixtures, so test parameters do not shadow the imports):
 ``from server_fixture import comfy_server_fixture, server_fixture  # noqa: F401``.
+A module whose server needs more (model files in its home) defines its own module-scoped
+``comfy_server`` with ``running_server(home)`` and imports only ``server_fixture``.
 """
 
+import contextlib
 import os
 
 import pytest
@@ -26,11 +29,12 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module", name="comfy_server")
-def comfy_server_fixture(tmp_path_factory):
+@contextlib.contextmanager
+def running_server(home):
+    """A started server with the stand-in pack on ``home`` (its ``--base-directory``), stopped on exit."""
     if comfy_host.comfyui_root() is None:
         unavailable("no ComfyUI tree: run scripts/setup-dev.sh or set COMFYUI_PATH")
-    server = ComfyServer(tmp_path_factory.mktemp("comfyui-home"), stand_in=True)
+    server = ComfyServer(home, stand_in=True)
     try:
         server.start()
     except ServerError as error:
@@ -39,6 +43,12 @@ def comfy_server_fixture(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module", name="comfy_server")
+def comfy_server_fixture(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("comfyui-home")) as server:
+        yield server
 
 
 @pytest.fixture(name="server")

@@ -1,5 +1,8 @@
 """The harness runs the real ComfyUI host: imports, a tiny SDXL-class UNet, the real KSampler."""
 
+import dataclasses
+
+import pytest
 import torch
 
 from devtools import tiny_models
@@ -24,3 +27,19 @@ def test_tiny_sdxl_samples_two_steps(comfy):
     assert out.shape == (1, 4, 16, 16)
     assert bool(torch.isfinite(out).all())
     assert out.abs().sum() > 0
+
+
+def test_tiny_configs_are_completed_from_the_hosts_config_class():
+    """A field a later ComfyUI adds is filled only where the host's dataclass declares it; a
+    required field nobody fills is named."""
+    @dataclasses.dataclass
+    class Params:
+        width: int
+        added_later: list
+        with_default: int = 3
+
+    assert tiny_models.for_host(Params, {"width": 1}, added_later=[2], not_on_this_host=5) == \
+        {"width": 1, "added_later": [2]}
+    assert tiny_models.for_host(Params, {"width": 1, "added_later": [7]}, added_later=[2])["added_later"] == [7]
+    with pytest.raises(RuntimeError, match=r"Params also needs \['added_later'\]"):
+        tiny_models.for_host(Params, {"width": 1})

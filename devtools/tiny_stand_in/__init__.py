@@ -1,20 +1,29 @@
-"""Test-only custom node pack: a weight-free stand-in for ``CheckpointLoaderSimple``.
+"""Test-only custom node pack: stand-ins for loaders whose real models cannot run in a test.
 
 Loaded by the end-to-end tests and ``scripts/run-comfyui.sh --demo`` through their own
-temporary ``custom_nodes/`` folder, never by users. ``GAGTinyCheckpointLoader`` has the
-outputs of ``CheckpointLoaderSimple`` (MODEL, CLIP, VAE):
+temporary ``custom_nodes/`` folder, never by users. ``GAGTinyCheckpointLoader`` is a weight-free
+stand-in for ``CheckpointLoaderSimple``, with its outputs (MODEL, CLIP, VAE):
 
 - MODEL: the tiny random-weight SDXL-class UNet of ``devtools/tiny_models.py`` (a real
   ``comfy.model_base.SDXL`` in a ``ModelPatcher``; seeded, so every load is identical);
 - CLIP: answers what ``CLIPTextEncode`` calls (``tokenize``, ``encode_from_tokens_scheduled``)
   with conditioning of that model's shapes, drawn from a seed derived from the text;
 - VAE: ``decode`` turns a latent (B, 4, h, w) into a (B, 8h, 8w, 3) image in [0, 1].
+
+``GAGTinyCLIPLoader`` takes ``CLIPLoader``'s inputs and loads the tiny FLUX.2 [klein] text
+encoder file of devtools/stand_in_files.py into ComfyUI's own Klein text encoder classes at
+that tiny width (CLIPLoader would build Qwen3-4B at its full size whatever the file holds).
+
+``POST /gag_stand_in/validate`` with ``{"prompt": ...}`` answers what the server's own
+validation (``execution.validate_prompt``, as ``/prompt`` runs it) says of an API-format
+prompt, without queueing it: for workflows whose real loaders cannot run in a test.
 """
 
 import hashlib
 import importlib.util
 import pathlib
 import sys
+import uuid
 
 import torch
 
@@ -84,5 +93,46 @@ class GAGTinyCheckpointLoader:
         return tiny.patcher, clip, TinyImageDecoder()
 
 
-NODE_CLASS_MAPPINGS = {"GAGTinyCheckpointLoader": GAGTinyCheckpointLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"GAGTinyCheckpointLoader": "GAG Tiny Checkpoint (test only)"}
+class GAGTinyCLIPLoader:
+    """CLIPLoader's inputs; loads a tiny FLUX.2 [klein] text encoder file (see the module docstring)."""
+
+    CATEGORY = "_for_testing"
+    DESCRIPTION = "Test-only stand-in for Load CLIP on tiny FLUX.2 [klein] text encoder files (ComfyUI-GAG's tests)."
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        import folder_paths
+
+        return {"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),), "type": (["flux2"],)},
+                "optional": {"device": (["default", "cpu"],)}}
+
+    def load(self, clip_name, type, device="default"):
+        import comfy.utils
+        import folder_paths
+
+        state = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("text_encoders", clip_name))
+        return (_tiny_models().klein_text_encoder(state),)
+
+
+VALIDATE_ROUTE = "/gag_stand_in/validate"
+
+
+def _add_validate_route() -> None:
+    from aiohttp import web
+    import execution
+    from server import PromptServer
+
+    @PromptServer.instance.routes.post(VALIDATE_ROUTE)
+    async def validate(request):
+        prompt = (await request.json())["prompt"]
+        valid, error, outputs, node_errors = await execution.validate_prompt(uuid.uuid4().hex, prompt, None)
+        return web.json_response({"valid": valid, "error": error, "outputs": outputs, "node_errors": node_errors})
+
+
+_add_validate_route()
+
+NODE_CLASS_MAPPINGS = {"GAGTinyCheckpointLoader": GAGTinyCheckpointLoader, "GAGTinyCLIPLoader": GAGTinyCLIPLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"GAGTinyCheckpointLoader": "GAG Tiny Checkpoint (test only)",
+                              "GAGTinyCLIPLoader": "GAG Tiny Klein Text Encoder (test only)"}
