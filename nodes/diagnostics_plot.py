@@ -25,7 +25,8 @@ WIDTH, HEIGHT = 1024, 768
 FONT_FILES = ("DejaVuSans.ttf", "LiberationSans-Regular.ttf", "Arial.ttf", "arial.ttf", "NotoSans-Regular.ttf",
               "FreeSans.ttf")
 GREEK_SAMPLE = "Δτ‖∥"
-TITLE_SIZE, PANEL_TITLE_SIZE, TICK_SIZE, KEY_SIZE, LEGEND_SIZE = 32, 28, 23, 22, 26
+TITLE_SIZE, PANEL_TITLE_SIZE, TICK_SIZE, KEY_SIZE, LEGEND_SIZE = 40, 32, 28, 25, 30
+HEADER, FOOTER = 100, 46  # heights of the title + key block and of the legend row
 COLOURS = {"input": (31, 119, 180), "middle": (148, 103, 189), "output": (255, 127, 14),
            "double": (44, 160, 44), "single": (214, 39, 40)}
 GRID, SHADE, AXIS, MUTED = (225, 225, 225), (214, 214, 214), (40, 40, 40), (90, 90, 90)
@@ -50,8 +51,8 @@ PANELS = (
     Panel("capped_fraction", "tokens at the τ cap", "tokens at the tau cap",
           "% of tokens", "% of tokens", percent=True, y_range=(0.0, 1.0)),
 )
-KEY = {True: "D, S: normal and sparse (α-entmax) attention output · grey: outside the step window",
-       False: "D, S: normal and sparse (entmax) attention output; grey: outside the step window"}
+KEY = {True: "D, S: normal and sparse (α-entmax) attention · grey: steps outside the window",
+       False: "D, S: normal and sparse (entmax) attention; grey: steps outside the window"}
 
 
 def render(trace_data: dict) -> Image.Image:
@@ -63,20 +64,20 @@ def render(trace_data: dict) -> Image.Image:
     steps = max([trace_data.get("steps", 0)] + [r["step"] + 1 for r in records]) or 1
     kinds = sorted({r["block"] for r in records}, key=lambda kind: list(COLOURS).index(kind) if kind in COLOURS else 99)
     inactive = sorted({r["step"] for r in records} - {r["step"] for r in records if r["active"]})
-    draw.text((24, 10), f"GAG diagnostics: {steps} sampling step{'s' * (steps != 1)}", fill=AXIS,
+    draw.text((24, 8), f"GAG diagnostics: {steps} sampling step{'s' * (steps != 1)}", fill=AXIS,
               font=font(TITLE_SIZE))
-    draw.text((24, 50), KEY[greek], fill=MUTED, font=font(KEY_SIZE))
+    draw.text((24, 60), KEY[greek], fill=MUTED, font=font(KEY_SIZE))
     for panel, box in zip(PANELS, panel_boxes()):
         _panel(draw, image, box, panel, greek, records, kinds, steps, inactive)
-    _legend(draw, kinds, HEIGHT - 34)
+    _legend(draw, kinds, HEIGHT - FOOTER // 2 - 4)
     return image
 
 
 def panel_boxes() -> list:
     """(left, top, right, bottom) of each panel's plot area, in PANELS order (2 × 2)."""
-    cell_w, cell_h, top = WIDTH // 2, (HEIGHT - 84 - 44) // 2, 84
-    return [((i % 2) * cell_w + 118, top + (i // 2) * cell_h + 42, (i % 2 + 1) * cell_w - 26,
-             top + (i // 2 + 1) * cell_h - 62) for i in range(len(PANELS))]
+    cell_w, cell_h = WIDTH // 2, (HEIGHT - HEADER - FOOTER) // 2
+    return [((i % 2) * cell_w + 132, HEADER + (i // 2) * cell_h + 44, (i % 2 + 1) * cell_w - 22,
+             HEADER + (i // 2 + 1) * cell_h - 68) for i in range(len(PANELS))]
 
 
 def step_band(box, steps: int, step: int) -> tuple:
@@ -91,7 +92,7 @@ def _panel(draw, image, box, panel, greek, records, kinds, steps, inactive):
     title, axis_title = panel.titles[greek]
     values = [r[panel.metric] for r in records if r.get(panel.metric) is not None]
     low, high = panel.y_range or (0.0, max(values + [0.0]) * 1.1 or 1.0)
-    ticks = _ticks(low, high)
+    ticks = _ticks(low, high, target=3 if panel.y_range == (-1.0, 1.0) else 5)
     low, high = min(low, ticks[0]), max(high, ticks[-1])
 
     def x_of(step):  # centre of step's band
@@ -115,8 +116,8 @@ def _panel(draw, image, box, panel, greek, records, kinds, steps, inactive):
         draw.text((x, bottom + 8), str(step), fill=AXIS, font=font(TICK_SIZE), anchor="mt")
     draw.rectangle(box, outline=AXIS, width=2)
     draw.text((left, top - 8), title, fill=AXIS, font=font(PANEL_TITLE_SIZE), anchor="ls")
-    draw.text(((left + right) / 2, bottom + 36), "sampling step", fill=MUTED, font=font(TICK_SIZE), anchor="mt")
-    _vertical_text(image, (left - 98, (top + bottom) / 2), axis_title)
+    draw.text(((left + right) / 2, bottom + 38), "sampling step", fill=MUTED, font=font(TICK_SIZE), anchor="mt")
+    _vertical_text(image, (left - 112, (top + bottom) / 2), axis_title)
     for kind in kinds:
         points = [(x_of(r["step"]), y_of(r[panel.metric])) for r in records
                   if r["block"] == kind and r.get(panel.metric) is not None]

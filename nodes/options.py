@@ -12,9 +12,8 @@ from ..gag_core.settings import Range, check_number
 BLOCK_KINDS = ("input", "middle", "output", "double", "single")
 AUTO = "auto"
 _TOKEN = re.compile(r"^(?P<kind>[a-z]+)(?::(?P<first>\d+)(?:-(?P<last>\d+))?)?$")
-BLOCKS_SYNTAX = ("write 'auto', or block kinds (input, middle, output on SD1.5/SDXL; double, single on DiT "
-                 "models), each optionally with ':N' or ':FIRST-LAST', separated by spaces: "
-                 "'input output:0-2', 'double:0-9 single'")
+BLOCKS_SYNTAX = ("write 'auto' or block kinds with optional ':N' or ':FIRST-LAST', e.g. 'input output:0-2' "
+                 "(SD1.5/SDXL) or 'double:0-9 single' (DiT)")
 PERCENT = Range(0.0, 1.0)
 
 
