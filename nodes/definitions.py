@@ -134,8 +134,9 @@ def validate_settings_widgets(lam=_NOT_GIVEN, zeta=_NOT_GIVEN, tau=_NOT_GIVEN, a
     given = dict(lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode, pladis_scale=pladis_scale,
                  start_percent=start_percent, end_percent=end_percent, blocks=blocks)
     defaults = {widget.name: widget.default for widget in SETTINGS_WIDGETS}
+    known = {name: value for name, value in given.items() if value is not _NOT_GIVEN}
     try:
-        settings_from_widgets(**{**defaults, **{name: value for name, value in given.items() if value is not _NOT_GIVEN}})
+        settings_from_widgets(**{**defaults, **known})
     except ValueError as error:
         return str(error)
     return True

@@ -10,11 +10,13 @@ import json
 
 from devtools.comfy_host import REPO_ROOT
 from devtools.launch import PACK_LINK_NAME
+import test_browser_e2e
 from server_fixture import comfy_server_fixture, server_fixture  # noqa: F401  (fixtures)
-from test_browser_e2e import front_end, ui  # noqa: F401  (fixtures)
 
 EXAMPLES = REPO_ROOT / "example_workflows"
 STAND_IN = "GAGTinyCheckpointLoader"
+front_end = test_browser_e2e.front_end  # its browser fixtures, registered here under the same names
+ui = test_browser_e2e.ui
 
 
 def example(name: str) -> dict:
@@ -48,9 +50,11 @@ def test_gag_settings_shows_plain_labels_and_keeps_input_names(ui, pack):
     ui.close_dialogs()
     widgets = dict(ui.page.evaluate("""() => app.graph.nodes.find(n => n.type === 'GAGSettings')
         .widgets.map(w => [w.name, w.label ?? w.name])"""))
-    assert widgets["lam"] == "strength (λ)" and widgets["tau"] == "max step (τ)" and widgets["alpha"] == "sparsity (α)"
+    assert widgets["lam"] == "strength (λ)" and widgets["tau"] == "max step (τ)"
+    assert widgets["alpha"] == "sparsity (α)"
     assert widgets["mode"] == "method" and widgets["start_percent"] == "start_percent"
-    saved = ui.page.evaluate("() => app.graph.serialize().nodes.find(n => n.type === 'GAGSettings').widgets_values")
+    saved = ui.page.evaluate("() => app.graph.serialize().nodes.find(n => n.type === 'GAGSettings')"
+                             ".widgets_values")
     assert saved[:3] == [5.0, 0.0, 15.0]  # values still saved by position, under the same node
     ui.screenshot("polish-gag-settings-labels.png")
 
@@ -110,7 +114,8 @@ def test_run_with_unreadable_blocks_is_refused_naming_the_input(ui, pack):
     dialog = ui.dialogs("failed validation")
     dialog.first.wait_for(timeout=30_000)
     assert "blocks: cannot read '3' in 'input 3'" in dialog.first.inner_text()
-    assert ui.page.evaluate("() => Object.values(app.lastNodeErrors ?? {}).map(e => e.class_type)") == ["GAGSettings"]
+    failed = ui.page.evaluate("() => Object.values(app.lastNodeErrors ?? {}).map(e => e.class_type)")
+    assert failed == ["GAGSettings"]
     ui.screenshot("polish-run-refused.png")
     ui.close_dialogs()
 

@@ -26,7 +26,8 @@ def model_nodes(workflow):
 
 
 def notes(workflow) -> str:
-    return "\n".join(node["widgets_values"][0] for node in workflow["nodes"] if node["type"] in ("MarkdownNote", "Note"))
+    return "\n".join(node["widgets_values"][0] for node in workflow["nodes"]
+                     if node["type"] in ("MarkdownNote", "Note"))
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -51,7 +52,7 @@ def test_every_loader_carries_download_link_and_folder(path):
 def test_each_folder_is_the_one_its_loader_lists(path, comfy, tmp_path, monkeypatch):
     """A file put in the declared folder shows up in the loader's own list of choices."""
     import folder_paths
-    import nodes
+    import nodes  # ComfyUI's nodes.py (tests/conftest.py puts the host first on sys.path)
 
     workflow = json.loads(path.read_text(encoding="utf-8"))
     for node, _ in model_nodes(workflow):
