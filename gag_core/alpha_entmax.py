@@ -37,6 +37,8 @@ import os
 
 import torch
 
+from .settings import RANGES, check_number
+
 log = logging.getLogger(__name__)
 
 FIRST_STEPS = {2.0: 2, 1.0: 3}
@@ -57,8 +59,12 @@ def entmax(z: torch.Tensor, alpha: float, dim: int = -1) -> torch.Tensor:
         alpha: float in [1, 2].
         dim: the dimension that sums to one.
     Returns:
-        probabilities, same shape and dtype as ``z``.
+        probabilities, same shape and dtype as ``z`` (empty for an empty ``z``).
+    Raises ValueError for alpha outside [1, 2].
     """
+    check_number("alpha", alpha, RANGES["alpha"])
+    if z.numel() == 0:
+        return torch.empty_like(z)
     dtype = compute_dtype(z.dtype)
     scores = z.movedim(dim, -1).to(dtype, memory_format=torch.contiguous_format, copy=True)
     row_max = scores.amax(-1, keepdim=True)

@@ -19,6 +19,7 @@ from . import backends
 from .alpha_entmax import compute_dtype, finite_floor, sparse_probs
 from .diagnostics import GuidanceStats
 from .guidance import guide
+from .settings import check_guidance
 
 
 class TextRetrievals(NamedTuple):
@@ -31,6 +32,15 @@ class TextRetrievals(NamedTuple):
     dense: torch.Tensor
     sparse: torch.Tensor
     logsumexp: torch.Tensor
+
+
+def nothing_to_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """True when there is no query, key, batch item or head: the result is then all zeros
+    (a query without keys retrieves nothing, as a query whose keys are all masked does).
+    Raises ValueError for a head dimension of 0 (there are no scores to compute)."""
+    if q.shape[-1] == 0 or k.shape[-1] == 0:
+        raise ValueError(f"q and k need a head dimension > 0, got q {tuple(q.shape)} and k {tuple(k.shape)}")
+    return q.numel() == 0 or k.shape[-2] == 0 or v.shape[-2] == 0
 
 
 def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype, *, finite: bool = False) -> torch.Tensor | None:
@@ -205,6 +215,9 @@ def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: flo
 
     ``stats`` (optional) accumulates diagnostics of every query row.
     """
+    check_guidance(lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode, pladis_scale=pladis_scale)
+    if nothing_to_attend(q, k, v):
+        return torch.zeros(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     if _use_triton(backend, stats, q, k, alpha):
         out = _fused(backend, q, k, v, lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode,
                      pladis_scale=pladis_scale, mask=mask)
@@ -235,13 +248,16 @@ def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: fl
     keys (SPEC §2, mass preserving). ``stats`` (optional) accumulates diagnostics of the
     retrievals over these keys.
     """
+    check_guidance(lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode, pladis_scale=pladis_scale)
+    dtype = compute_dtype(q.dtype)
+    if nothing_to_attend(q, k, v):
+        return torch.zeros(q.shape[:-1] + v.shape[-1:], dtype=dtype, device=q.device)
     if _use_triton(backend, stats, q, k, alpha):
         correction = _fused(backend, q, k, v, lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode,
                             pladis_scale=pladis_scale, mask=mask, epilogue="correction",
                             joint_logsumexp=joint_logsumexp)
         if correction is not None:
             return correction
-    dtype = compute_dtype(q.dtype)
     correction = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=dtype, device=q.device)
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=joint_logsumexp is not None):
         if stats is not None:
@@ -321,6 +337,9 @@ def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, te
     retrievals. Returns (B, H, N, d) in q's dtype. Without text or image tokens there is
     nothing to guide: the result is the dense joint attention.
     """
+    check_guidance(lam=lam, zeta=zeta, tau=tau, alpha=alpha, mode=mode, pladis_scale=pladis_scale)
+    if nothing_to_attend(q, k, v):
+        return torch.zeros(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     mask = as_four_dims(mask)
     if not 0 < text_len < q.shape[-2]:
         return dense_attention_with_logsumexp(q, k, v, mask)[0]

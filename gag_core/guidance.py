@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import torch
 
+from .settings import check_guidance
+
 SPARSE_NORM_EPS = 1e-12
 """‖S‖² at or below this counts as zero: Δ∥ is taken as 0 there."""
 
@@ -41,12 +43,12 @@ def guide(dense: torch.Tensor, sparse: torch.Tensor, *, lam: float, zeta: float,
 
     Computed in the dtype of the inputs (callers pass float32 or float64). ``out``
     (optional, may be a strided view, e.g. a query slice of the full output) receives the
-    result directly, which saves a copy.
+    result directly, which saves a copy. Raises ValueError for arguments outside SPEC §1's
+    ranges (see ``settings.RANGES``).
     """
+    check_guidance(lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
     if mode == "pladis":
         return torch.lerp(dense, sparse, pladis_scale, out=out)
-    if mode != "gag":
-        raise ValueError(f"mode must be 'gag' or 'pladis', got {mode!r}")
     terms = guidance_terms(dense, sparse, zeta=zeta, tau=tau)
     step = terms.cap_ratio * lam
     if zeta == 0.0:
@@ -57,11 +59,42 @@ def guide(dense: torch.Tensor, sparse: torch.Tensor, *, lam: float, zeta: float,
 
 def guidance_terms(dense: torch.Tensor, sparse: torch.Tensor, *, zeta: float,
                    tau: float | None) -> GuidanceTerms:
-    """The per-row scalars of the GAG decomposition for retrievals shaped (..., head_dim)."""
+    """The per-row scalars of the GAG decomposition for retrievals shaped (..., head_dim).
+
+    Finite whenever the retrievals are: squares of entries beyond ~1e19 (float32) would
+    overflow, so such rows are computed on the retrievals divided by a per-row power of two
+    (exact; c is scale-free, ‖u‖ and τ scale together). On the CPU the plain computation
+    runs first and the rescaled one only when a square overflowed (checking costs nothing
+    there); on accelerators, where that check would be a device sync, every call rescales.
+    """
+    if sparse.device.type == "cpu":
+        terms = _terms(dense, sparse, None, zeta=zeta, tau=tau)
+        # every overflow ends up in ‖u‖ ≥ 0; the sum is NaN or inf then (or, harmlessly, on
+        # rows so large that the sum overflows)
+        if math.isfinite(float(terms.update_norm.sum())):
+            return terms
+    return _terms(dense, sparse, row_scale(dense, sparse), zeta=zeta, tau=tau)
+
+
+def row_scale(dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+    """Per row, the smallest power of two ≥ every |entry| of both retrievals and ≥ 1,
+    shaped (..., 1): after dividing by it each square is at most 1."""
+    largest = torch.maximum(dense.abs().amax(-1, keepdim=True), sparse.abs().amax(-1, keepdim=True))
+    return torch.exp2(torch.frexp(largest).exponent.to(largest.dtype)).clamp_min_(1.0)
+
+
+def _terms(dense, sparse, scale, *, zeta, tau):
+    """The terms computed on dense / scale and sparse / scale (scale None: 1), returned
+    for the unscaled retrievals."""
+    if scale is not None:
+        inverse = scale.reciprocal()
+        dense, sparse = dense * inverse, sparse * inverse
     sparse_sq = torch.linalg.vector_norm(sparse, dim=-1, keepdim=True).square_()
     delta_dot_sparse = sparse_sq - torch.linalg.vecdot(sparse, dense).unsqueeze(-1)
-    has_direction = sparse_sq > SPARSE_NORM_EPS
-    coef = torch.where(has_direction, delta_dot_sparse / sparse_sq.clamp_min(SPARSE_NORM_EPS), 0.0)
+    # ‖S‖² > eps on the unscaled retrievals (scale² may overflow to inf: still the right answer)
+    has_direction = (sparse_sq if scale is None else sparse_sq * scale.square()) > SPARSE_NORM_EPS
+    tiny = torch.finfo(sparse_sq.dtype).tiny
+    coef = torch.where(has_direction, delta_dot_sparse / sparse_sq.clamp_min(tiny), 0.0)
     parallel_sq = coef * delta_dot_sparse
     if zeta == 0.0:
         update_sq = parallel_sq
@@ -73,5 +106,6 @@ def guidance_terms(dense: torch.Tensor, sparse: torch.Tensor, *, zeta: float,
     if tau is None or math.isinf(tau):
         ratio = torch.ones_like(update_norm)
     else:
-        ratio = (tau / update_norm.clamp_min(torch.finfo(update_norm.dtype).tiny)).clamp_max(1.0)
-    return GuidanceTerms(coef, update_norm, ratio)
+        scaled_tau = tau if scale is None else inverse * tau
+        ratio = (scaled_tau / update_norm.clamp_min(tiny)).clamp_max(1.0)
+    return GuidanceTerms(coef, update_norm if scale is None else update_norm * scale, ratio)

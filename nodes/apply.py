@@ -8,7 +8,7 @@ from ..gag_core import backends
 from . import diagnostics, joint_attention, unet_cross_attention
 from .architectures import JOINT_ATTENTION, UNET_CROSS_ATTENTION, detect
 from .gate import GuidanceGate
-from .options import NodeSettings
+from .options import NodeSettings, blocks_text
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,8 @@ def apply_gag(model_patcher, settings: NodeSettings | None = None, *, observer=N
     selection = settings.blocks.resolve(architecture.default_blocks)
     available = available_blocks(architecture, diffusion_model)
     if not any(selection.includes(kind, index) for kind, indices in available.items() for index in indices):
-        listing = "; ".join(f"{kind} {', '.join(map(str, indices))}" for kind, indices in available.items()
-                            if indices) or "none"
-        raise ValueError(f"blocks selects no attention layer of {architecture.name} (it has: {listing})")
+        raise ValueError(f"blocks '{settings.blocks.text()}' selects no attention layer of {architecture.name}; "
+                         f"it has '{blocks_text(available) or 'none'}': write 'auto' or some of these")
 
     patched = model_patcher.clone()
     gate = GuidanceGate.for_model(patched, settings.start_percent, settings.end_percent, settings.cond_only)

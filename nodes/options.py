@@ -7,10 +7,14 @@ import dataclasses
 import re
 
 from ..gag_core import GAGSettings
+from ..gag_core.settings import Range, check_number
 
 BLOCK_KINDS = ("input", "middle", "output", "double", "single")
 AUTO = "auto"
 _TOKEN = re.compile(r"^(?P<kind>[a-z]+)(?::(?P<first>\d+)(?:-(?P<last>\d+))?)?$")
+BLOCKS_SYNTAX = ("write 'auto' or block kinds with optional ':N' or ':FIRST-LAST', e.g. 'input output:0-2' "
+                 "(SD1.5/SDXL) or 'double:0-9 single' (DiT)")
+PERCENT = Range(0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,16 +36,20 @@ class BlockSelection:
 
     @classmethod
     def parse(cls, text: str) -> "BlockSelection":
-        text = (text or "").strip().lower()
-        if text in ("", AUTO):
+        """Read the ``blocks`` widget; ValueError quoting the part it cannot read, in the
+        widget's own syntax."""
+        if not isinstance(text, str):
+            raise ValueError(f"blocks must be text; {BLOCKS_SYNTAX}; got {text!r}")
+        text = text.strip().lower()
+        if not text:
+            raise ValueError(f"blocks is empty; {BLOCKS_SYNTAX}")
+        if text == AUTO:
             return cls()
         ranges = {}
         for token in re.split(r"[\s,;]+", text):
             match = _TOKEN.match(token)
             if not match or match["kind"] not in BLOCK_KINDS:
-                raise ValueError(
-                    f"blocks: cannot read {token!r}; use 'auto' or kinds from {', '.join(BLOCK_KINDS)}, "
-                    "each optionally with ':N' or ':FIRST-LAST' (e.g. 'input output' or 'double:0-9 single')")
+                raise ValueError(f"blocks: cannot read {token!r} in {text!r}; {BLOCKS_SYNTAX}")
             kind = match["kind"]
             if match["first"] is None:
                 ranges[kind] = None
@@ -49,7 +57,7 @@ class BlockSelection:
             first = int(match["first"])
             last = int(match["last"]) if match["last"] is not None else first
             if last < first:
-                raise ValueError(f"blocks: range {token!r} ends before it starts")
+                raise ValueError(f"blocks: {token!r} ends before it starts; write '{kind}:{last}-{first}'")
             if kind in ranges and ranges[kind] is None:
                 continue
             ranges.setdefault(kind, []).append((first, last))
@@ -71,6 +79,32 @@ class BlockSelection:
     def kinds(self) -> tuple:
         return tuple(kind for kind, _ in self.ranges)
 
+    def text(self) -> str:
+        """The selection in the widget's syntax (``auto``, ``input:4-5 output``)."""
+        if self.auto:
+            return AUTO
+        return " ".join(kind if spans is None else " ".join(_span_text(kind, a, b) for a, b in spans)
+                        for kind, spans in self.ranges)
+
+
+def _span_text(kind: str, first: int, last: int) -> str:
+    return f"{kind}:{first}" if first == last else f"{kind}:{first}-{last}"
+
+
+def blocks_text(available: dict) -> str:
+    """Block kind → sorted indices, in the ``blocks`` widget's syntax with consecutive
+    indices joined: {"input": [1, 2, 4], "middle": [0]} → ``input:1-2 input:4 middle:0``."""
+    parts = []
+    for kind, indices in available.items():
+        runs = []
+        for index in indices:
+            if runs and index == runs[-1][1] + 1:
+                runs[-1][1] = index
+            else:
+                runs.append([index, index])
+        parts.extend(_span_text(kind, first, last) for first, last in runs)
+    return " ".join(parts)
+
 
 @dataclasses.dataclass(frozen=True)
 class NodeSettings:
@@ -91,9 +125,7 @@ class NodeSettings:
     diagnostics: bool = False
 
     def __post_init__(self):
-        for name in ("start_percent", "end_percent"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        check_number("start_percent", self.start_percent, PERCENT)
+        check_number("end_percent", self.end_percent, PERCENT)
         if self.start_percent > self.end_percent:
             raise ValueError(f"start_percent ({self.start_percent}) must not exceed end_percent ({self.end_percent})")

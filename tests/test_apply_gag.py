@@ -253,7 +253,8 @@ def test_invalid_settings_name_the_input(nodes_api, pack):
         settings_from_widgets(**dict(good, start_percent=0.8, end_percent=0.2))
     assert settings_from_widgets(**dict(good, cap=False)).guidance.tau is None
     tiny = tiny_models.flux()
-    with pytest.raises(ValueError, match=r"blocks selects no attention layer of FLUX.*double 0, 1; single 0, 1"):
+    with pytest.raises(ValueError, match=r"blocks 'input output' selects no attention layer of FLUX.*; "
+                                         r"it has 'double:0-1 single:0-1'"):
         nodes_api["apply_gag"](tiny.patcher, settings(nodes_api, blocks="input output"))
 
 

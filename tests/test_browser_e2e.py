@@ -176,6 +176,7 @@ def test_preset_selector_sets_the_widgets(ui):
         pytest.skip("web/js/gag.js is not in this checkout: no preset selector to exercise")
     presets = json.loads(PRESETS.read_text())["presets"]
     ui.load(json.loads((REPO_ROOT / "example_workflows" / "gag_sdxl_base.json").read_text()))
+    ui.close_dialogs()  # the Missing Models dialog (the example's checkpoint is not on this server)
     before = ui.widget_value("GAGSettings", "lam")
     preset = next(p for p in presets if p["values"]["lam"] != before)
     point = ui.canvas_point("GAGSettings", "preset")

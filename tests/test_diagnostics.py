@@ -125,3 +125,56 @@ def test_no_recording_code_runs_when_off(api, monkeypatch):
     recorded = api["apply_gag"](tiny.patcher, diag_settings(api, start=0.5))
     tiny_models.sample(recorded, tiny, steps=3, cfg=3.0)
     assert {"guided", "skipped", "begin_run", "add"} <= set(calls)
+
+
+def synthetic_trace(steps, inactive, kinds=("input", "output")):
+    """A trace as GAGTrace.to_json() writes it, with made-up but plausible values."""
+    records = [dict(step=step, block=kind, active=step not in inactive, calls=2,
+                    **{metric: None if step in inactive else value
+                       for metric, value in (("delta_norm", 0.1 / (1 + step) + 0.01 * i), ("parallel_share", 0.5),
+                                             ("cosine", 0.3 - 0.1 * i), ("capped_fraction", 0.1 * i))})
+               for step in range(steps) for i, kind in enumerate(kinds)]
+    return {"steps": steps, "records": records}
+
+
+@pytest.mark.parametrize("steps,inactive", [(1, set()), (2, {0}), (4, {0}), (6, {0, 1, 5}), (40, set(range(10)))])
+def test_plot_shades_exactly_the_steps_outside_the_window(pack, steps, inactive):
+    from comfyui_gag.nodes import diagnostics_plot as plot
+
+    image = plot.render(synthetic_trace(steps, inactive))
+    assert image.size == (plot.WIDTH, plot.HEIGHT)
+    pixels = image.load()
+    for box in plot.panel_boxes():
+        left, top, right, bottom = box
+        bands = [plot.step_band(box, steps, step) for step in range(steps)]
+        assert bands[0][0] == left and bands[-1][1] == pytest.approx(right)  # the steps fill the x axis
+        for step, (start, end) in enumerate(bands):
+            x = int((start + end) / 2)
+            shaded = sum(pixels[x, y] == plot.SHADE for y in range(top + 3, bottom - 2))
+            if step in inactive:
+                assert shaded > 0.8 * (bottom - top), (step, box)
+            else:
+                assert shaded == 0, (step, box)
+
+
+def test_plot_font_draws_greek_or_falls_back_to_ascii(pack, monkeypatch):
+    from PIL import ImageFont
+
+    from comfyui_gag.nodes import diagnostics_plot as plot
+
+    assert not plot._draws(ImageFont.load_default(20), "Δ")  # Pillow's own font: no Greek (a real check)
+    dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    try:
+        with_greek = ImageFont.truetype(dejavu, 20)
+    except OSError:
+        pytest.skip(f"{dejavu} is not installed")
+    assert plot._draws(with_greek, plot.GREEK_SAMPLE)
+    assert plot.fonts_have_greek()  # found by plot.font as well
+    monkeypatch.setattr(plot, "_font_files", lambda: iter(()))
+    plot.font.cache_clear()
+    try:
+        assert not plot.fonts_have_greek()
+        assert plot.render(synthetic_trace(3, {0})).size == (plot.WIDTH, plot.HEIGHT)  # ASCII labels
+    finally:
+        monkeypatch.undo()
+        plot.font.cache_clear()
