@@ -1,40 +1,114 @@
-"""The one table of architecture facts: which host model classes get which adapter.
+"""The one table of architecture facts: per model family, which attention calls carry text.
 
-Joint-attention models (MMDiT) in ComfyUI 0.3.75 all concatenate text tokens first
-(FLUX.1/FLUX.2 ``DoubleStreamBlock`` and the single-stream ``torch.cat((txt, img))``,
-Qwen-Image ``torch.cat([txt, img], dim=2)``), and their ``_forward`` takes the text
-embedding as ``context``: the joint adapter reads the text length from there.
+Every fact here was read from ComfyUI's model code (0.12.1; file names below). Three
+layouts of text attention exist, each served by one generic adapter:
+
+- UNet ``attn2`` (SD1.5, SD2, SDXL): its own replacement hook, keyed per transformer block.
+- separate text cross-attention (image queries × text keys only), reached through
+  ``optimized_attention_override``: every key of the text call is a text token.
+- joint attention (MMDiT): text and image tokens in one sequence; only image queries ×
+  text keys are guided. The text sits first or last, as one contiguous run of tokens.
+
+An override sees every attention call that gets the sampler's ``transformer_options``:
+self-attention, refiners, image-only and CLIP-image calls too. So the table lists, per
+family, the attention calls one block makes, in order (``calls``); only the one named
+``TEXT`` is guided, in the blocks ``blocks`` selects. Calls made outside the listed blocks
+(Lumina's context and noise refiners, HunyuanVideo's token refiner) have no block and are
+never guided. Shapes only confirm what the table says; they never pick a call.
 """
 
 import dataclasses
 import importlib
+import math
 
 UNET_CROSS_ATTENTION = "unet_cross_attention"
+CROSS_ATTENTION = "cross_attention"
 JOINT_ATTENTION = "joint_attention"
+
+TEXT = "text"  # the guided call in ``Architecture.calls``
+
+TEXT_FIRST = "first"
+TEXT_LAST = "last"
+
+# How the number of text tokens of a joint call is known, on every call.
+CONTEXT_LENGTH = "context"
+"""The text context the diffusion model is called with (``context.shape[1]``), recorded by a
+``DIFFUSION_MODEL`` wrapper; ``pad_multiple`` names a model attribute when the model pads it
+to a multiple of that many tokens."""
+BLOCK_TEXT_STREAM = "block text stream"
+"""The text stream a ``dit`` block replacement receives (``args["txt"].shape[1]``): for
+models without a ``DIFFUSION_MODEL`` wrapper or that add tokens to the text inside (SD3's
+register tokens)."""
+
+# Where the block of a call is read from.
+MODEL_BLOCK_IDS = "model"
+"""The model sets ``block_type`` / ``block_index`` in ``transformer_options``."""
+DIT_BLOCK_PATCH = "dit patch"
+"""The model sets no block ids: a ``dit`` ``double_block`` replacement marks each block."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """name: for messages. flavour: which adapter. model_class: dotted path of the
-    diffusion model class (``model.diffusion_model``). default_blocks: block kinds guided
-    by ``blocks = auto``. block_lists: DiT block kind → attribute holding those blocks."""
+    """One model family.
+
+    name: for messages. flavour: which adapter. model_class: dotted path of the diffusion
+    model class (``model.diffusion_model``); ``exact_class`` refuses subclasses (variants
+    that add calls this entry does not describe). ``requires``: (attribute, value) pairs
+    the model must have (variants of one class). default_blocks: block kinds guided by
+    ``blocks = auto``. block_lists: block kind → attribute holding those blocks.
+    calls: the attention calls of one block, in order; ``TEXT`` is guided, the others are
+    named for the reader. text_position / text_length / pad_multiple: the joint layout.
+    block_ids: where a call's block comes from.
+    """
 
     name: str
     flavour: str
     model_class: str
     default_blocks: tuple
     block_lists: tuple = ()
+    calls: tuple = (TEXT,)
+    text_position: str = TEXT_FIRST
+    text_length: str = CONTEXT_LENGTH
+    pad_multiple: str | None = None
+    block_ids: str = MODEL_BLOCK_IDS
+    exact_class: bool = False
+    requires: tuple = ()
 
+    @property
+    def text_call(self) -> int:
+        """Position of the text call among one block's attention calls."""
+        return self.calls.index(TEXT)
+
+    def text_tokens(self, context_tokens: int, diffusion_model) -> int:
+        """Text tokens the attention sees for a context of ``context_tokens`` tokens."""
+        multiple = getattr(diffusion_model, self.pad_multiple, None) if self.pad_multiple else None
+        return math.ceil(context_tokens / multiple) * multiple if multiple else context_tokens
+
+
+_DOUBLE = (("double", "double_blocks"),)
+_DOUBLE_SINGLE = (("double", "double_blocks"), ("single", "single_blocks"))
 
 ARCHITECTURES = (
     Architecture("UNet (SD1.5, SD2, SDXL and distilled SDXL)", UNET_CROSS_ATTENTION,
                  "comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel", ("input", "output")),
+    # flux/layers.py: DoubleStreamBlock cat((txt, img)); SingleStreamBlock runs on cat((txt, img))
     Architecture("FLUX.1 / FLUX.2", JOINT_ATTENTION, "comfy.ldm.flux.model.Flux", ("double", "single"),
-                 (("double", "double_blocks"), ("single", "single_blocks"))),
+                 _DOUBLE_SINGLE),
     Architecture("Chroma", JOINT_ATTENTION, "comfy.ldm.chroma.model.Chroma", ("double", "single"),
-                 (("double", "double_blocks"), ("single", "single_blocks"))),
+                 _DOUBLE_SINGLE),
+    # qwen_image/model.py: Attention cat([txt, img], dim=2)
     Architecture("Qwen-Image", JOINT_ATTENTION, "comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",
                  ("double",), (("double", "transformer_blocks"),)),
+    # wan/model.py: WanAttentionBlock runs self_attn, then cross_attn on the T5 context; the
+    # 2.1 image-to-video cross-attention first attends to the CLIP-image tokens (k_img/v_img).
+    # Variants (VACE, camera, S2V, HuMo, Animate) add calls and are not covered yet. Block ids
+    # are set by the model in 0.12.1, not in 0.3.75: the dit patch marks blocks on both hosts.
+    Architecture("Wan 2.1 / 2.2", CROSS_ATTENTION, "comfy.ldm.wan.model.WanModel", ("double",),
+                 (("double", "blocks"),), calls=("self", TEXT), block_ids=DIT_BLOCK_PATCH, exact_class=True,
+                 requires=(("model_type", "t2v"),)),
+    Architecture("Wan 2.1 image-to-video", CROSS_ATTENTION, "comfy.ldm.wan.model.WanModel", ("double",),
+                 (("double", "blocks"),), calls=("self", "clip-image", TEXT), block_ids=DIT_BLOCK_PATCH,
+                 exact_class=True, requires=(("model_type", "i2v"),)),
 )
 
 
@@ -50,11 +124,19 @@ def _load_class(dotted: str):
         return None
 
 
+def _matches(architecture: Architecture, diffusion_model) -> bool:
+    cls = _load_class(architecture.model_class)
+    if cls is None:
+        return False
+    is_member = type(diffusion_model) is cls if architecture.exact_class else isinstance(diffusion_model, cls)
+    return is_member and all(getattr(diffusion_model, attribute, None) == value
+                             for attribute, value in architecture.requires)
+
+
 def detect(diffusion_model) -> Architecture:
-    """The table entry whose class the diffusion model is an instance of."""
+    """The table entry that describes the diffusion model."""
     for architecture in ARCHITECTURES:
-        cls = _load_class(architecture.model_class)
-        if cls is not None and isinstance(diffusion_model, cls):
+        if _matches(architecture, diffusion_model):
             return architecture
     supported = "; ".join(a.name for a in ARCHITECTURES)
     raise UnsupportedModelError(

@@ -1,0 +1,131 @@
+"""Find the text attention call among all attention calls of one model evaluation.
+
+The override adapters see every attention call that gets the sampler's
+``transformer_options``. The architecture table says which call of a block carries text
+(``Architecture.calls``); this module counts the calls of each block and gives the override
+the text length of the call it should guide, or None for every other call.
+
+Hooks, all ComfyUI public API and registered on the patched clone only:
+- a ``DIFFUSION_MODEL`` wrapper starts each model evaluation with a fresh count and
+  records the text length of ``context`` (``CONTEXT_LENGTH`` families);
+- for models that set no block ids (SD3's MMDiT) or whose text stream is only known inside
+  (``BLOCK_TEXT_STREAM``), a ``dit`` ``double_block`` replacement per block marks the block
+  and records the length of its ``txt`` argument, then runs the block (or a replacement
+  another node registered for it).
+
+Everything is stored in the per-evaluation ``transformer_options`` dict (the sampler builds
+a new one for every model call), so nothing outlives a model evaluation.
+"""
+
+import functools
+import inspect
+import logging
+
+import comfy.patcher_extension
+
+from .architectures import BLOCK_TEXT_STREAM, CONTEXT_LENGTH, DIT_BLOCK_PATCH
+
+log = logging.getLogger(__name__)
+
+TEXT_LEN_KEY = "gag_text_len"
+CALLS_KEY = "gag_text_calls"
+WRAPPER_KEY = "gag_text_length"
+
+
+class BlockCalls:
+    """The attention calls counted so far in the current block of one model evaluation.
+
+    ``block`` is the (kind, index) marked by a block patch, for models without block ids."""
+
+    def __init__(self):
+        self.block = None
+        self._counted = None
+        self._count = -1
+
+    def next_ordinal(self, block) -> int:
+        """0 for the first call made in ``block``, then 1, 2, …"""
+        if block != self._counted:
+            self._counted, self._count = block, -1
+        self._count += 1
+        return self._count
+
+    def enter(self, block) -> None:
+        self.block, self._counted, self._count = block, block, -1
+
+
+def install(model_patcher, architecture) -> None:
+    """Register the hooks ``architecture`` needs on ``model_patcher`` (a clone)."""
+    if architecture.text_length == CONTEXT_LENGTH or architecture.block_ids != DIT_BLOCK_PATCH:
+        model_patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
+                                           _make_wrapper(architecture))
+    if architecture.block_ids == DIT_BLOCK_PATCH or architecture.text_length == BLOCK_TEXT_STREAM:
+        replacements = model_patcher.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+        kind, attribute = architecture.block_lists[0]
+        for index in range(len(getattr(model_patcher.model.diffusion_model, attribute))):
+            key = ("double_block", index)  # every block: later kinds may need the text length recorded here
+            model_patcher.set_model_patch_replace(
+                _make_block_patch(architecture, (kind, index), replacements.get(key)), "dit", *key)
+
+
+def text_length(transformer_options: dict, architecture, selection) -> int | None:
+    """The text length when this attention call is the text call of a selected block, else
+    None. Must be called once per attention call (it counts the calls)."""
+    calls = transformer_options.get(CALLS_KEY)
+    if calls is None:
+        return None
+    if architecture.block_ids == DIT_BLOCK_PATCH:
+        block = calls.block
+    else:
+        block = (transformer_options.get("block_type"), transformer_options.get("block_index"))
+    if block is None or block[0] is None:  # outside the blocks: refiners, embedders
+        return None
+    if calls.next_ordinal(block) != architecture.text_call or not selection.includes(*block):
+        return None
+    return transformer_options.get(TEXT_LEN_KEY)
+
+
+@functools.cache
+def _forward_signature(function) -> inspect.Signature:
+    return inspect.signature(function)
+
+
+def _make_wrapper(architecture):
+    def record_text_length(executor, *args, **kwargs):
+        """DIFFUSION_MODEL wrapper: a fresh call count, and the text length for the override."""
+        bound = _forward_signature(executor.original.__func__).bind(executor.class_obj, *args, **kwargs)
+        options = bound.arguments.get("transformer_options")
+        if isinstance(options, dict):
+            options[CALLS_KEY] = BlockCalls()
+            context = bound.arguments.get("context")
+            if architecture.text_length == CONTEXT_LENGTH and context is not None:
+                if bound.arguments.get("ref_latents"):
+                    _warn_once(architecture, "reference latents put more captions into the text stream")
+                else:
+                    options[TEXT_LEN_KEY] = architecture.text_tokens(context.shape[1], executor.class_obj)
+        return executor(*args, **kwargs)
+
+    return record_text_length
+
+
+def _make_block_patch(architecture, block, previous):
+    def mark_block(args, extra):
+        """``dit`` double_block replacement: mark the block, record the text stream length."""
+        options = args["transformer_options"]
+        calls = options.get(CALLS_KEY)
+        if calls is None:
+            calls = options[CALLS_KEY] = BlockCalls()
+        if architecture.text_length == BLOCK_TEXT_STREAM:
+            options[TEXT_LEN_KEY] = args["txt"].shape[1]
+        calls.enter(block)
+        try:
+            return previous(args, extra) if previous is not None else extra["original_block"](args)
+        finally:
+            calls.enter(None)
+
+    return mark_block
+
+
+@functools.cache
+def _warn_once(architecture, reason: str) -> None:
+    log.warning("GAG: %s: %s; its text length is unknown, so GAG leaves this model call unguided.",
+                architecture.name, reason)

@@ -1,0 +1,214 @@
+"""Apply GAG on tiny random-weight models of the newer families, through the real sampler.
+
+Each family is built from the running host's own classes (devtools/tiny_zoo.py) with
+token counts chosen so that every kind of attention call has its own key count: the tests
+tell the calls apart by shape, independently of the pack's architecture table, and check
+that GAG changed exactly the text attention calls and nothing else (self-attention,
+CLIP-image, image-only calls and refiners untouched). A family whose class this host
+lacks is skipped with the class named; on ComfyUI 0.12.1 (CI's second host) none is.
+"""
+
+import collections
+import dataclasses
+import os
+import re
+
+import pytest
+import torch
+from gag_reference import reference_cross_attention, reference_joint_attention
+
+from devtools import comfy_host, tiny_models, tiny_zoo
+
+STEPS = 2
+PARAMS = dict(lam=4.0, zeta=0.3, tau=0.5, alpha=1.5)
+DEFAULTS = dict(lam=5.0, zeta=0.0, tau=15.0, alpha=1.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What the tests know about one tiny model, independently of the pack.
+
+    roles: key count → role of the call (``text`` for the guided call). text: for joint
+    families, (first text token, text tokens) in the joint sequence, else None.
+    blocks: the block listing the ``blocks`` error must show; blocks_per_step: text calls
+    per model evaluation."""
+
+    name: str
+    roles: dict
+    blocks: str
+    blocks_per_step: int
+    text: tuple | None = None
+
+
+FAMILIES = {
+    "wan_t2v": Family("wan_t2v", {32: "self", 24: "text"}, r"Wan 2\.1 / 2\.2 \(it has: double 0, 1\)", 2),
+    "wan_i2v": Family("wan_i2v", {32: "self", 8: "clip-image", 24: "text"},
+                      r"Wan 2\.1 image-to-video \(it has: double 0, 1\)", 2),
+}
+
+
+def host_version():
+    root = comfy_host.comfyui_root()
+    match = root and re.search(r'"([\d.]+)"', (root / "comfyui_version.py").read_text())
+    return match.group(1) if match else "unknown"
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family(request, pack):
+    lacking = tiny_zoo.missing(request.param)
+    if lacking is not None:
+        version = host_version()
+        if version.startswith("0.12") or os.environ.get("GAG_REQUIRE_ZOO"):
+            pytest.fail(f"ComfyUI {version} lacks {lacking}, which {request.param} needs")
+        pytest.skip(f"ComfyUI {version} lacks {lacking} ({request.param} needs ComfyUI 0.12.1)")
+    return FAMILIES[request.param]
+
+
+@pytest.fixture
+def api(pack):
+    from comfyui_gag.gag_core import GAGSettings
+    from comfyui_gag.nodes import apply, options
+
+    def settings(blocks="auto", start=0.0, end=1.0, cond_only=False, **guidance):
+        return options.NodeSettings(guidance=GAGSettings(**guidance), start_percent=start, end_percent=end,
+                                    blocks=options.BlockSelection.parse(blocks), cond_only=cond_only)
+
+    return dataclasses.make_dataclass("Api", ["apply_gag", "settings"])(apply.apply_gag, settings)
+
+
+def run(model, tiny, **kwargs):
+    return tiny_models.sample(model, tiny, steps=kwargs.pop("steps", STEPS), **kwargs)
+
+
+def heads_first(t, heads, kwargs):
+    if kwargs.get("skip_reshape", False):
+        return t
+    b, n, _ = t.shape
+    return t.view(b, n, heads, -1).transpose(1, 2)
+
+
+class Recorder:
+    """Wraps the patched model's attention override: for every call, the inputs, the
+    pack's output and what ComfyUI's own backend gives for the same inputs."""
+
+    def __init__(self, patched, family):
+        self.model, self.family, self.calls = patched, family, []
+        options = patched.model_options["transformer_options"]
+        self.override = options["optimized_attention_override"]
+        options["optimized_attention_override"] = self
+
+    def __call__(self, func, q, k, v, heads, mask=None, **kwargs):
+        out = self.override(func, q, k, v, heads, mask=mask, **kwargs)
+        plain = func(q, k, v, heads, mask=mask, **kwargs)
+        qh, kh, vh = (heads_first(t, heads, kwargs) for t in (q, k, v))
+        options = kwargs["transformer_options"]
+        self.calls.append(dict(role=self.family.roles[kh.shape[-2]], q=qh, k=kh, v=vh, out=out, plain=plain,
+                               changed=not torch.equal(out, plain), heads_first=kwargs.get("skip_output_reshape"),
+                               cond_or_uncond=list(options["cond_or_uncond"])))
+        return out
+
+    def roles(self, changed):
+        return collections.Counter(c["role"] for c in self.calls if c["changed"] == changed)
+
+
+def reference(call, family, params):
+    """Float64 brute force of SPEC §1/§2 on a recorded call, in its output layout."""
+    if family.text is None:
+        out = reference_cross_attention(call["q"], call["k"], call["v"], **params)
+    else:
+        start, count = family.text
+        n = call["q"].shape[-2]
+        order = list(range(start, start + count)) + [i for i in range(n) if not start <= i < start + count]
+        out = reference_joint_attention(*(call[t][..., order, :] for t in "qkv"), text_len=count, **params)
+        out = out[..., sorted(range(n), key=order.__getitem__), :]
+    return out if call["heads_first"] else out.transpose(1, 2).reshape(call["out"].shape)
+
+
+def test_alpha_one_is_exact_and_defaults_change_the_output(family, api):
+    tiny = tiny_zoo.BUILDERS[family.name]()
+    plain = run(tiny.patcher, tiny)
+    identity = run(api.apply_gag(tiny.patcher, api.settings(alpha=1.0)), tiny)
+    torch.testing.assert_close(identity, plain, atol=1e-4, rtol=1e-4)
+    guided = run(api.apply_gag(tiny.patcher, api.settings()), tiny)
+    assert (guided - plain).abs().max() > max(20 * (identity - plain).abs().max(), 1e-4)
+
+
+def test_only_text_attention_changes_and_matches_the_reference(family, api):
+    tiny = tiny_zoo.BUILDERS[family.name]()
+    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(**PARAMS)), family)
+    run(recorder.model, tiny, steps=1)
+    text_calls = family.blocks_per_step  # one evaluation: cond and uncond share a batch
+    assert recorder.roles(changed=True) == {"text": text_calls}
+    assert recorder.roles(changed=False).keys() == set(family.roles.values()) - {"text"}
+    for call in [c for c in recorder.calls if c["changed"]]:
+        torch.testing.assert_close(call["out"].double(), reference(call, family, PARAMS), atol=1e-4, rtol=1e-4)
+
+
+def test_blocks_select_and_name_the_family_blocks(family, api):
+    tiny = tiny_zoo.BUILDERS[family.name]()
+    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(blocks="double:1", **PARAMS)), family)
+    run(recorder.model, tiny, steps=1)  # one model evaluation: its text calls come block by block
+    assert [c["changed"] for c in recorder.calls if c["role"] == "text"] == [False, True]
+    assert recorder.roles(changed=True) == {"text": 1}
+    with pytest.raises(ValueError, match=f"blocks selects no attention layer of {family.blocks}"):
+        api.apply_gag(tiny.patcher, api.settings(blocks="input output"))
+
+
+def test_step_window_and_no_leak(family, api):
+    tiny = tiny_zoo.BUILDERS[family.name]()
+    parallel_clone = tiny.patcher.clone()
+    plain = run(tiny.patcher, tiny)
+    outside = Recorder(api.apply_gag(tiny.patcher, api.settings(start=1.0, end=1.0)), family)
+    assert torch.equal(run(outside.model, tiny), plain)
+    assert not any(c["changed"] for c in outside.calls)
+    first_step = Recorder(api.apply_gag(tiny.patcher, api.settings(start=0.0, end=0.1)), family)
+    run(first_step.model, tiny)
+    evaluations = len(first_step.calls) // STEPS
+    assert any(c["changed"] for c in first_step.calls[:evaluations])
+    assert not any(c["changed"] for c in first_step.calls[evaluations:])
+    assert torch.equal(run(tiny.patcher, tiny), plain)
+    assert torch.equal(run(parallel_clone, tiny), plain)
+    transformer_options = tiny.patcher.model_options["transformer_options"]
+    assert "optimized_attention_override" not in transformer_options
+    assert "dit" not in transformer_options.get("patches_replace", {})
+    assert not tiny.patcher.wrappers
+
+
+def test_cond_only_leaves_uncond_rows_unchanged(family, api):
+    tiny = tiny_zoo.BUILDERS[family.name]()
+    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(cond_only=True)), family)
+    run(recorder.model, tiny, steps=1, cfg=3.0)
+    guided = [c for c in recorder.calls if c["role"] == "text"]
+    assert guided
+    for call in guided:
+        chunks = call["cond_or_uncond"]
+        assert sorted(chunks) == [0, 1]
+        per_chunk = call["q"].shape[0] // 2
+        dense, full = reference(call, family, dict(DEFAULTS, alpha=1.0)), reference(call, family, DEFAULTS)
+        for i, kind in enumerate(chunks):
+            rows = slice(i * per_chunk, (i + 1) * per_chunk)
+            expected = full[rows] if kind == 0 else dense[rows]
+            torch.testing.assert_close(call["out"][rows].double(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_another_override_is_chained(family, api):
+    tiny = tiny_zoo.BUILDERS[family.name]()
+    prior_calls = []
+
+    def prior(func, *args, **kwargs):
+        prior_calls.append(kwargs["transformer_options"].get("block_index"))
+        return func(*args, **kwargs)
+
+    base = tiny.patcher.clone()
+    options = base.model_options["transformer_options"].copy()
+    options["optimized_attention_override"] = prior
+    base.model_options["transformer_options"] = options
+    plain = run(base, tiny)
+    n_prior = len(prior_calls)
+    assert n_prior > 0
+    identity = run(api.apply_gag(base, api.settings(alpha=1.0)), tiny)
+    assert len(prior_calls) == 2 * n_prior  # every call, guided or not, still goes through it
+    torch.testing.assert_close(identity, plain, atol=1e-4, rtol=1e-4)
+    guided = run(api.apply_gag(base, api.settings()), tiny)
+    assert len(prior_calls) == 3 * n_prior
+    assert (guided - plain).abs().max() > max(20 * (identity - plain).abs().max(), 1e-4)
