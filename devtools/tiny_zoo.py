@@ -16,6 +16,7 @@ from .tiny_models import TinyModel, random_weight_patcher
 REQUIRED_CLASSES = {
     "wan_t2v": ("comfy.supported_models.WAN21_T2V", "comfy.ldm.wan.model.WanModel"),
     "wan_i2v": ("comfy.supported_models.WAN21_I2V", "comfy.ldm.wan.model.WanModel"),
+    "sd3": ("comfy.supported_models.SD3", "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper"),
 }
 
 
@@ -67,4 +68,25 @@ def wan_i2v():
     return _wan("WAN21_I2V", "i2v", 36, {"clip_vision_output": _ClipVisionOutput(8, 3)}, image_to_video=True)
 
 
-BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v}
+def sd3():
+    """SD3.5-shaped MMDiT-X: 2 register tokens before the text, block 0 with the extra
+    image-only self-attention of SD3.5 Medium, RMS q/k norms."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.SD3({
+        "in_channels": 16, "out_channels": 16, "pos_embed_scaling_factor": None, "patch_size": 2, "depth": 2,
+        "adm_in_channels": 32, "pos_embed_max_size": 16, "num_patches": 256, "register_length": 2,
+        "qk_norm": "rms", "x_block_self_attn_layers": [0],
+        "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 48, "out_features": 128}},
+    })
+    patcher = random_weight_patcher(config, comfy.model_base.SD3)
+    with torch.no_grad():  # a buffer, so left uninitialised by the model and by random_weight_patcher
+        pos_embed = patcher.model.diffusion_model.pos_embed
+        pos_embed.copy_(torch.randn(pos_embed.shape, generator=torch.Generator().manual_seed(4)))
+    pooled = {"pooled_output": torch.randn(1, 32, generator=torch.Generator().manual_seed(5))}
+    # 2 registers + 20 text tokens + 8 × 8 image tokens: joint calls have 86 keys, image-only calls 64
+    return TinyModel(patcher, _text(20, 48, 1, **pooled), _text(20, 48, 2, **pooled), torch.zeros(1, 16, 16, 16))
+
+
+BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3}

@@ -99,6 +99,13 @@ ARCHITECTURES = (
     # qwen_image/model.py: Attention cat([txt, img], dim=2)
     Architecture("Qwen-Image", JOINT_ATTENTION, "comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",
                  ("double",), (("double", "transformer_blocks"),)),
+    # modules/diffusionmodules/mmdit.py: _block_mixing cat((context, x)) with the register tokens
+    # before the text in the context stream; MMDiT-X blocks (x_block_self_attn, SD3.5 Medium)
+    # then make an image-only call. MMDiT has no DIFFUSION_MODEL wrapper and sets no block ids.
+    Architecture("SD3 / SD3.5 (MMDiT, MMDiT-X)", JOINT_ATTENTION,
+                 "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper", ("double",),
+                 (("double", "joint_blocks"),), calls=(TEXT, "image-only"), text_length=BLOCK_TEXT_STREAM,
+                 block_ids=DIT_BLOCK_PATCH),
     # wan/model.py: WanAttentionBlock runs self_attn, then cross_attn on the T5 context; the
     # 2.1 image-to-video cross-attention first attends to the CLIP-image tokens (k_img/v_img).
     # Variants (VACE, camera, S2V, HuMo, Animate) add calls and are not covered yet. Block ids

@@ -11,7 +11,6 @@ import functools
 import logging
 
 from . import text_calls
-from .gate import split_heads
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +21,7 @@ OVERRIDE_KEY = "optimized_attention_override"
 class AttentionCall:
     """One attention call as ComfyUI's backends receive it.
 
-    q, k, v: (B, N, H·d), or (B, H, N, d) with ``skip_reshape``; the output layout is
+    q, k, v: (B, N, H·d) (or (B, N, H, d)), or (B, H, N, d) with ``skip_reshape``; the output layout is
     (B, N, H·d), or (B, H, N, d) with ``skip_output_reshape``. ``chained``: another
     override makes the base output."""
 
@@ -42,7 +41,9 @@ class AttentionCall:
         """(q, k, v) as (B, H, N, d)."""
         if self.kwargs.get("skip_reshape", False):
             return self.q, self.k, self.v
-        return tuple(split_heads(t, self.heads) for t in (self.q, self.k, self.v))
+        # (B, N, H, d) passes too: ComfyUI's backends view it like (B, N, H·d) (SD3's v)
+        return tuple((t if t.ndim == 4 else t.unflatten(-1, (self.heads, -1))).transpose(1, 2)
+                     for t in (self.q, self.k, self.v))
 
     @property
     def heads_first_output(self) -> bool:

@@ -44,6 +44,8 @@ FAMILIES = {
     "wan_t2v": Family("wan_t2v", {32: "self", 24: "text"}, r"Wan 2\.1 / 2\.2 \(it has: double 0, 1\)", 2),
     "wan_i2v": Family("wan_i2v", {32: "self", 8: "clip-image", 24: "text"},
                       r"Wan 2\.1 image-to-video \(it has: double 0, 1\)", 2),
+    "sd3": Family("sd3", {86: "text", 64: "image-only"}, r"SD3 / SD3\.5 \(MMDiT, MMDiT-X\) \(it has: double 0, 1\)",
+                  2, text=(0, 22)),
 }
 
 
@@ -83,8 +85,7 @@ def run(model, tiny, **kwargs):
 def heads_first(t, heads, kwargs):
     if kwargs.get("skip_reshape", False):
         return t
-    b, n, _ = t.shape
-    return t.view(b, n, heads, -1).transpose(1, 2)
+    return (t if t.ndim == 4 else t.unflatten(-1, (heads, -1))).transpose(1, 2)
 
 
 class Recorder:
