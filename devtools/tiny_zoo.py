@@ -8,6 +8,7 @@ sampler call) from the running host's own ``comfy.supported_models`` configs and
 
 import functools
 import importlib
+import inspect
 
 import torch
 
@@ -17,18 +18,42 @@ REQUIRED_CLASSES = {
     "wan_t2v": ("comfy.supported_models.WAN21_T2V", "comfy.ldm.wan.model.WanModel"),
     "wan_i2v": ("comfy.supported_models.WAN21_I2V", "comfy.ldm.wan.model.WanModel"),
     "sd3": ("comfy.supported_models.SD3", "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper"),
+    "z_image": ("comfy.supported_models.ZImage", "comfy.ldm.lumina.model.NextDiT"),
 }
+
+NEEDS_BLOCK_IDS = {"z_image": "comfy.ldm.lumina.model.NextDiT"}
+"""Families whose layers the pack tells from their refiners by the block ids the model puts
+in ``transformer_options`` (ComfyUI 0.3.75's NextDiT sets none; 0.12.1's does)."""
+
+
+def _load(dotted: str):
+    module_name, _, attribute = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return None
 
 
 def missing(name: str) -> str | None:
-    """The first host class family ``name`` needs that this ComfyUI lacks, or None."""
+    """What family ``name`` needs that this ComfyUI lacks (a class, or block ids), or None."""
     for dotted in REQUIRED_CLASSES[name]:
-        module_name, _, attribute = dotted.rpartition(".")
-        try:
-            getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError):
+        if _load(dotted) is None:
             return dotted
+    if name in NEEDS_BLOCK_IDS and "block_index" not in inspect.getsource(_load(NEEDS_BLOCK_IDS[name])):
+        return f"block ids in {NEEDS_BLOCK_IDS[name]}"
     return None
+
+
+def _patcher(model_config, model_class):
+    """``random_weight_patcher`` with unit norm gains: its 0.02-scale 1-D weights would shrink
+    the RMS-normed queries and keys of these models, and with them every score, to near 0."""
+    patcher = random_weight_patcher(model_config, model_class)
+    with torch.no_grad():
+        for module in patcher.model.diffusion_model.modules():
+            weight = getattr(module, "weight", None)
+            if "Norm" in type(module).__name__ and isinstance(weight, torch.nn.Parameter) and weight.ndim == 1:
+                weight.fill_(1.0)
+    return patcher
 
 
 def _text(tokens, width, seed, **extra):
@@ -54,7 +79,7 @@ def _wan(config_name: str, model_type: str, in_dim: int, extra: dict, *, image_t
     })
     model_class = functools.partial(comfy.model_base.WAN21, image_to_video=image_to_video)
     # 24 text tokens and 2 × 4 × 4 = 32 video tokens: the text call is the only one with 24 keys
-    return TinyModel(random_weight_patcher(config, model_class), _text(24, 32, 1, **extra), _text(24, 32, 2, **extra),
+    return TinyModel(_patcher(config, model_class), _text(24, 32, 1, **extra), _text(24, 32, 2, **extra),
                      torch.zeros(1, 16, 2, 8, 8))
 
 
@@ -80,7 +105,7 @@ def sd3():
         "qk_norm": "rms", "x_block_self_attn_layers": [0],
         "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 48, "out_features": 128}},
     })
-    patcher = random_weight_patcher(config, comfy.model_base.SD3)
+    patcher = _patcher(config, comfy.model_base.SD3)
     with torch.no_grad():  # a buffer, so left uninitialised by the model and by random_weight_patcher
         pos_embed = patcher.model.diffusion_model.pos_embed
         pos_embed.copy_(torch.randn(pos_embed.shape, generator=torch.Generator().manual_seed(4)))
@@ -89,4 +114,23 @@ def sd3():
     return TinyModel(patcher, _text(20, 48, 1, **pooled), _text(20, 48, 2, **pooled), torch.zeros(1, 16, 16, 16))
 
 
-BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3}
+def z_image():
+    """Z-Image-shaped NextDiT (width 256: the least its modulation takes): caption and image
+    padded to multiples of 8 tokens, one context refiner and one noise refiner layer before
+    the two joint layers."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.ZImage({
+        "image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 256, "n_layers": 2,
+        "n_refiner_layers": 1, "n_heads": 4, "n_kv_heads": 4, "multiple_of": 16, "ffn_dim_multiplier": 1.0,
+        "norm_eps": 1e-5, "qk_norm": True, "cap_feat_dim": 32, "axes_dims": [16, 24, 24], "axes_lens": [64, 32, 32],
+        "rope_theta": 256.0, "z_image_modulation": True, "time_scale": 1000.0, "pad_tokens_multiple": 8,
+    })
+    # 13 caption tokens padded to 16, 6 × 6 image tokens padded to 40: joint calls have 56 keys,
+    # the context refiner's 16 and the noise refiner's 40
+    return TinyModel(_patcher(config, comfy.model_base.Lumina2), _text(13, 32, 1), _text(13, 32, 2),
+                     torch.zeros(1, 16, 12, 12))
+
+
+BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image}

@@ -106,6 +106,13 @@ ARCHITECTURES = (
                  "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper", ("double",),
                  (("double", "joint_blocks"),), calls=(TEXT, "image-only"), text_length=BLOCK_TEXT_STREAM,
                  block_ids=DIT_BLOCK_PATCH),
+    # lumina/model.py: NextDiT runs context_refiner (caption only) and noise_refiner (image only)
+    # before its layers, then joint attention on cat((caption, image)); the caption is padded
+    # with cap_pad_token to a multiple of pad_tokens_multiple (Z-Image; Lumina 2: no padding).
+    # Only the layers get block ids, so the refiners' calls have none. With reference latents
+    # (Z-Image omni) more captions join the text stream: left unguided.
+    Architecture("Lumina 2 / Z-Image (NextDiT)", JOINT_ATTENTION, "comfy.ldm.lumina.model.NextDiT", ("double",),
+                 (("double", "layers"),), pad_multiple="pad_tokens_multiple"),
     # wan/model.py: WanAttentionBlock runs self_attn, then cross_attn on the T5 context; the
     # 2.1 image-to-video cross-attention first attends to the CLIP-image tokens (k_img/v_img).
     # Variants (VACE, camera, S2V, HuMo, Animate) add calls and are not covered yet. Block ids

@@ -23,7 +23,7 @@ import logging
 
 import comfy.patcher_extension
 
-from .architectures import BLOCK_TEXT_STREAM, CONTEXT_LENGTH, DIT_BLOCK_PATCH
+from .architectures import BLOCK_TEXT_STREAM, CONTEXT_LENGTH, DIT_BLOCK_PATCH, MODEL_BLOCK_IDS
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,13 @@ class BlockCalls:
 
     def __init__(self):
         self.block = None
+        self.blocks_seen = False
         self._counted = None
         self._count = -1
 
     def next_ordinal(self, block) -> int:
         """0 for the first call made in ``block``, then 1, 2, …"""
+        self.blocks_seen = True
         if block != self._counted:
             self._counted, self._count = block, -1
         self._count += 1
@@ -89,20 +91,37 @@ def _forward_signature(function) -> inspect.Signature:
     return inspect.signature(function)
 
 
+def _arguments(executor, args, kwargs) -> dict:
+    """The wrapped forward's arguments by name, those it takes through ``**kwargs`` included."""
+    signature = _forward_signature(executor.original.__func__)
+    arguments = dict(signature.bind(executor.class_obj, *args, **kwargs).arguments)
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(arguments.pop(parameter.name, {}))
+    return arguments
+
+
 def _make_wrapper(architecture):
     def record_text_length(executor, *args, **kwargs):
         """DIFFUSION_MODEL wrapper: a fresh call count, and the text length for the override."""
-        bound = _forward_signature(executor.original.__func__).bind(executor.class_obj, *args, **kwargs)
-        options = bound.arguments.get("transformer_options")
-        if isinstance(options, dict):
-            options[CALLS_KEY] = BlockCalls()
-            context = bound.arguments.get("context")
-            if architecture.text_length == CONTEXT_LENGTH and context is not None:
-                if bound.arguments.get("ref_latents"):
-                    _warn_once(architecture, "reference latents put more captions into the text stream")
-                else:
-                    options[TEXT_LEN_KEY] = architecture.text_tokens(context.shape[1], executor.class_obj)
-        return executor(*args, **kwargs)
+        arguments = _arguments(executor, args, kwargs)
+        options = arguments.get("transformer_options")
+        if not isinstance(options, dict):
+            return executor(*args, **kwargs)
+        calls = options[CALLS_KEY] = BlockCalls()
+        context = arguments.get("context")
+        if architecture.text_length == CONTEXT_LENGTH and context is not None:
+            if arguments.get("ref_latents"):
+                _warn_once(architecture.name, "reference latents put more captions into the text stream, so its "
+                                              "text length is unknown")
+            else:
+                options[TEXT_LEN_KEY] = architecture.text_tokens(context.shape[1], executor.class_obj)
+        out = executor(*args, **kwargs)
+        if architecture.block_ids == MODEL_BLOCK_IDS and not calls.blocks_seen:
+            _warn_once(architecture.name, "this ComfyUI version passes no block ids (block_type, block_index) to "
+                                          "its attention, so its text attention cannot be told from its other "
+                                          "attention calls; update ComfyUI")
+        return out
 
     return record_text_length
 
@@ -126,6 +145,5 @@ def _make_block_patch(architecture, block, previous):
 
 
 @functools.cache
-def _warn_once(architecture, reason: str) -> None:
-    log.warning("GAG: %s: %s; its text length is unknown, so GAG leaves this model call unguided.",
-                architecture.name, reason)
+def _warn_once(name: str, reason: str) -> None:
+    log.warning("GAG: %s: %s; GAG leaves it unguided.", name, reason)
