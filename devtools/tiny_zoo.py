@@ -6,6 +6,7 @@ sampler call) from the running host's own ``comfy.supported_models`` configs and
 ``missing(name)`` says which host class a family needs when the host lacks it.
 """
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -19,6 +20,7 @@ REQUIRED_CLASSES = {
     "wan_i2v": ("comfy.supported_models.WAN21_I2V", "comfy.ldm.wan.model.WanModel"),
     "sd3": ("comfy.supported_models.SD3", "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper"),
     "z_image": ("comfy.supported_models.ZImage", "comfy.ldm.lumina.model.NextDiT"),
+    "hunyuan_video": ("comfy.supported_models.HunyuanVideo", "comfy.ldm.hunyuan_video.model.HunyuanVideo"),
 }
 
 NEEDS_BLOCK_IDS = {"z_image": "comfy.ldm.lumina.model.NextDiT"}
@@ -50,9 +52,10 @@ def _patcher(model_config, model_class):
     patcher = random_weight_patcher(model_config, model_class)
     with torch.no_grad():
         for module in patcher.model.diffusion_model.modules():
-            weight = getattr(module, "weight", None)
-            if "Norm" in type(module).__name__ and isinstance(weight, torch.nn.Parameter) and weight.ndim == 1:
-                weight.fill_(1.0)
+            if "Norm" in type(module).__name__:
+                for gain in module.parameters(recurse=False):  # weight, or scale (FLUX-style RMSNorm)
+                    if gain.ndim == 1:
+                        gain.fill_(1.0)
     return patcher
 
 
@@ -133,4 +136,32 @@ def z_image():
                      torch.zeros(1, 16, 12, 12))
 
 
-BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image}
+def hunyuan_video(padded_tokens: int = 0):
+    """HunyuanVideo-shaped model: image tokens first, then the refined text. With
+    ``padded_tokens``, the prompt's last tokens are padding that its attention mask removes
+    (only for CFG 1: this model cannot batch two masked prompts)."""
+    import comfy.ldm.hunyuan_video.model
+    import comfy.model_base
+    import comfy.supported_models
+
+    params = {
+        "in_channels": 16, "out_channels": 16, "vec_in_dim": 32, "context_in_dim": 48, "hidden_size": 64,
+        "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2, "axes_dim": [8, 12, 12],
+        "theta": 256, "patch_size": [1, 2, 2], "qkv_bias": True, "guidance_embed": True,
+        # fields newer hosts added (1.5's byT5, meanflow, vision tokens), all off; older hosts lack them
+        "byt5": False, "meanflow": False, "use_cond_type_embedding": False, "vision_in_dim": None,
+        "meanflow_sum": False,
+    }
+    host_fields = {field.name for field in dataclasses.fields(comfy.ldm.hunyuan_video.model.HunyuanVideoParams)}
+    config = comfy.supported_models.HunyuanVideo(
+        {"image_model": "hunyuan_video", **{k: v for k, v in params.items() if k in host_fields}})
+    extra = {"pooled_output": torch.randn(1, 32, generator=torch.Generator().manual_seed(5)), "guidance": 6.0}
+    positive = _text(12, 48, 1, **extra)
+    if padded_tokens:
+        positive[0][1]["attention_mask"] = (torch.arange(12) < 12 - padded_tokens).long().unsqueeze(0)
+    # 2 × 4 × 4 = 32 video tokens then 12 text tokens: joint calls have 44 keys, the refiner's 12
+    return TinyModel(_patcher(config, comfy.model_base.HunyuanVideo), positive, _text(12, 48, 2, **extra),
+                     torch.zeros(1, 16, 2, 8, 8))
+
+
+BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image, "hunyuan_video": hunyuan_video}

@@ -113,6 +113,14 @@ ARCHITECTURES = (
     # (Z-Image omni) more captions join the text stream: left unguided.
     Architecture("Lumina 2 / Z-Image (NextDiT)", JOINT_ATTENTION, "comfy.ldm.lumina.model.NextDiT", ("double",),
                  (("double", "layers"),), pad_multiple="pad_tokens_multiple"),
+    # hunyuan_video/model.py: double blocks are flux DoubleStreamBlock(flipped_img_txt=True), so
+    # attention runs on cat((img, txt)); the single blocks on cat((img, txt)) too. The text
+    # stream is the refined text (TokenRefiner, which runs before the blocks and gets no block
+    # ids) with, in 1.5, byT5 glyph tokens and SigLIP vision tokens in front of it; its padding
+    # mask is additive over the whole joint sequence. HunyuanImage 2.1 loads as this class.
+    Architecture("HunyuanVideo / HunyuanVideo 1.5 / HunyuanImage 2.1", JOINT_ATTENTION,
+                 "comfy.ldm.hunyuan_video.model.HunyuanVideo", ("double", "single"), _DOUBLE_SINGLE,
+                 text_position=TEXT_LAST, text_length=BLOCK_TEXT_STREAM),
     # wan/model.py: WanAttentionBlock runs self_attn, then cross_attn on the T5 context; the
     # 2.1 image-to-video cross-attention first attends to the CLIP-image tokens (k_img/v_img).
     # Variants (VACE, camera, S2V, HuMo, Animate) add calls and are not covered yet. Block ids

@@ -48,6 +48,9 @@ FAMILIES = {
                   2, text=(0, 22)),
     "z_image": Family("z_image", {56: "text", 16: "context refiner", 40: "noise refiner"},
                       r"Lumina 2 / Z-Image \(NextDiT\) \(it has: double 0, 1\)", 2, text=(0, 16)),
+    "hunyuan_video": Family("hunyuan_video", {44: "text", 12: "token refiner"},
+                            r"HunyuanVideo / HunyuanVideo 1\.5 / HunyuanImage 2\.1 \(it has: double 0, 1; single 0, 1\)",
+                            4, text=(32, 12)),
 }
 
 
@@ -57,15 +60,20 @@ def host_version():
     return match.group(1) if match else "unknown"
 
 
-@pytest.fixture(params=sorted(FAMILIES))
-def family(request, pack):
-    lacking = tiny_zoo.missing(request.param)
+def require(name):
+    """Family ``name``, skipping (on older hosts only) when this host lacks what it needs."""
+    lacking = tiny_zoo.missing(name)
     if lacking is not None:
         version = host_version()
         if version.startswith("0.12") or os.environ.get("GAG_REQUIRE_ZOO"):
-            pytest.fail(f"ComfyUI {version} lacks {lacking}, which {request.param} needs")
-        pytest.skip(f"ComfyUI {version} lacks {lacking} ({request.param} needs ComfyUI 0.12.1)")
-    return FAMILIES[request.param]
+            pytest.fail(f"ComfyUI {version} lacks {lacking}, which {name} needs")
+        pytest.skip(f"ComfyUI {version} lacks {lacking} ({name} needs ComfyUI 0.12.1)")
+    return FAMILIES[name]
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family(request, pack):
+    return require(request.param)
 
 
 @pytest.fixture
@@ -105,7 +113,7 @@ class Recorder:
         plain = func(q, k, v, heads, mask=mask, **kwargs)
         qh, kh, vh = (heads_first(t, heads, kwargs) for t in (q, k, v))
         options = kwargs["transformer_options"]
-        self.calls.append(dict(role=self.family.roles[kh.shape[-2]], q=qh, k=kh, v=vh, out=out, plain=plain,
+        self.calls.append(dict(role=self.family.roles[kh.shape[-2]], q=qh, k=kh, v=vh, mask=mask, out=out, plain=plain,
                                changed=not torch.equal(out, plain), heads_first=kwargs.get("skip_output_reshape"),
                                cond_or_uncond=list(options["cond_or_uncond"])))
         return out
@@ -114,15 +122,29 @@ class Recorder:
         return collections.Counter(c["role"] for c in self.calls if c["changed"] == changed)
 
 
+def keep_mask(mask):
+    """A bool or additive attention mask, (Nk,) to (B, H, Nq, Nk), as a 4-D keep mask: ComfyUI
+    models mask padding additively with −inf or −finfo.max."""
+    keep = mask if mask.dtype == torch.bool else mask > -1e30
+    while keep.ndim < 4:
+        keep = keep.unsqueeze(0) if keep.ndim < 3 else keep.unsqueeze(1)
+    return keep
+
+
 def reference(call, family, params):
     """Float64 brute force of SPEC §1/§2 on a recorded call, in its output layout."""
+    keep = None if call["mask"] is None else keep_mask(call["mask"])
     if family.text is None:
-        out = reference_cross_attention(call["q"], call["k"], call["v"], **params)
+        out = reference_cross_attention(call["q"], call["k"], call["v"], mask=keep, **params)
     else:
         start, count = family.text
         n = call["q"].shape[-2]
         order = list(range(start, start + count)) + [i for i in range(n) if not start <= i < start + count]
-        out = reference_joint_attention(*(call[t][..., order, :] for t in "qkv"), text_len=count, **params)
+        if keep is not None:
+            keep = keep[..., order]
+            keep = keep if keep.shape[-2] == 1 else keep[..., order, :]
+        out = reference_joint_attention(*(call[t][..., order, :] for t in "qkv"), text_len=count, keep=keep,
+                                        **params)
         out = out[..., sorted(range(n), key=order.__getitem__), :]
     return out if call["heads_first"] else out.transpose(1, 2).reshape(call["out"].shape)
 
@@ -152,8 +174,9 @@ def test_only_text_attention_changes_and_matches_the_reference(family, api):
 def test_blocks_select_and_name_the_family_blocks(family, api):
     tiny = tiny_zoo.BUILDERS[family.name]()
     recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(blocks="double:1", **PARAMS)), family)
-    run(recorder.model, tiny, steps=1)  # one model evaluation: its text calls come block by block
-    assert [c["changed"] for c in recorder.calls if c["role"] == "text"] == [False, True]
+    run(recorder.model, tiny, steps=1)  # one model evaluation: its text calls come block by block, doubles first
+    assert [c["changed"] for c in recorder.calls if c["role"] == "text"] == [
+        i == 1 for i in range(family.blocks_per_step)]
     assert recorder.roles(changed=True) == {"text": 1}
     with pytest.raises(ValueError, match=f"blocks selects no attention layer of {family.blocks}"):
         api.apply_gag(tiny.patcher, api.settings(blocks="input output"))
@@ -230,3 +253,17 @@ def test_a_host_without_block_ids_warns_and_leaves_the_model_alone(pack, api, ca
     with caplog.at_level("WARNING"):
         assert torch.equal(run(api.apply_gag(tiny.patcher, api.settings()), tiny), plain)
     assert "passes no block ids" in caplog.text
+
+
+def test_hunyuan_video_text_padding_mask(pack, api):
+    """HunyuanVideo's additive text mask (text last): padded text keys get no weight in the
+    dense or the sparse map, as in the float64 reference."""
+    family = require("hunyuan_video")
+    tiny = tiny_zoo.hunyuan_video(padded_tokens=3)
+    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(**PARAMS)), family)
+    run(recorder.model, tiny, steps=1, cfg=1.0)  # HunyuanVideo is guidance-distilled: CFG 1
+    guided = [c for c in recorder.calls if c["changed"]]
+    assert len(guided) == family.blocks_per_step
+    for call in guided:
+        assert not keep_mask(call["mask"]).all()
+        torch.testing.assert_close(call["out"].double(), reference(call, family, PARAMS), atol=1e-4, rtol=1e-4)
