@@ -134,6 +134,17 @@ ARCHITECTURES = (
 )
 
 
+_NO_OPTIONS = ("its attention calls get no transformer_options, so no ComfyUI hook can reach its text "
+               "attention without forking the model's code")
+REFUSED = (
+    # pixart/blocks.py MultiHeadCrossAttention / AttentionKVCompress: optimized_attention(...) without options
+    ("PixArt", "comfy.ldm.pixart.pixartms.PixArtMS", _NO_OPTIONS),
+    # hydit/attn_layers.py CrossAttention / Attention: the same
+    ("HunyuanDiT", "comfy.ldm.hydit.models.HunYuanDiT", _NO_OPTIONS),
+)
+"""Families Apply GAG refuses with a reason: (name, model class, why)."""
+
+
 class UnsupportedModelError(ValueError):
     """Raised by Apply GAG for a model it cannot patch (never a silent no-op)."""
 
@@ -160,6 +171,10 @@ def detect(diffusion_model) -> Architecture:
     for architecture in ARCHITECTURES:
         if _matches(architecture, diffusion_model):
             return architecture
+    for name, model_class, reason in REFUSED:
+        cls = _load_class(model_class)
+        if cls is not None and isinstance(diffusion_model, cls):
+            raise UnsupportedModelError(f"Apply GAG cannot guide {name} ({model_class}): {reason}.")
     supported = "; ".join(a.name for a in ARCHITECTURES)
     raise UnsupportedModelError(
         f"Apply GAG does not support {type(diffusion_model).__module__}.{type(diffusion_model).__name__}: "

@@ -267,3 +267,14 @@ def test_hunyuan_video_text_padding_mask(pack, api):
     for call in guided:
         assert not keep_mask(call["mask"]).all()
         torch.testing.assert_close(call["out"].double(), reference(call, family, PARAMS), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name, model_class", [("PixArt", "comfy.ldm.pixart.pixartms.PixArtMS"),
+                                               ("HunyuanDiT", "comfy.ldm.hydit.models.HunYuanDiT")])
+def test_families_out_of_reach_are_refused_with_the_reason(name, model_class, pack):
+    from comfyui_gag.nodes.architectures import UnsupportedModelError, detect
+
+    module_name, _, class_name = model_class.rpartition(".")
+    model = object.__new__(getattr(__import__(module_name, fromlist=[class_name]), class_name))  # only its class counts
+    with pytest.raises(UnsupportedModelError, match=f"cannot guide {name} .*get no transformer_options"):
+        detect(model)
