@@ -21,6 +21,7 @@ REQUIRED_CLASSES = {
     "sd3": ("comfy.supported_models.SD3", "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper"),
     "z_image": ("comfy.supported_models.ZImage", "comfy.ldm.lumina.model.NextDiT"),
     "hunyuan_video": ("comfy.supported_models.HunyuanVideo", "comfy.ldm.hunyuan_video.model.HunyuanVideo"),
+    "auraflow": ("comfy.supported_models.AuraFlow", "comfy.ldm.aura.mmdit.MMDiT"),
 }
 
 NEEDS_BLOCK_IDS = {"z_image": "comfy.ldm.lumina.model.NextDiT"}
@@ -164,4 +165,20 @@ def hunyuan_video(padded_tokens: int = 0):
                      torch.zeros(1, 16, 2, 8, 8))
 
 
-BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image, "hunyuan_video": hunyuan_video}
+def auraflow():
+    """AuraFlow-shaped MMDiT: its 8 register tokens and the text first, two double and two
+    single layers."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.AuraFlow({
+        "in_channels": 4, "out_channels": 4, "patch_size": 2, "dim": 64, "n_layers": 4, "n_double_layers": 2,
+        "n_heads": 2, "global_conddim": 64, "cond_seq_dim": 32, "max_seq": 64,
+    })
+    # 8 registers + 20 text tokens + 8 × 8 image tokens: every joint call has 92 keys
+    return TinyModel(_patcher(config, comfy.model_base.AuraFlow), _text(20, 32, 1), _text(20, 32, 2),
+                     torch.zeros(1, 4, 16, 16))
+
+
+BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image, "hunyuan_video": hunyuan_video,
+            "auraflow": auraflow}

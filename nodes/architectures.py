@@ -106,6 +106,11 @@ ARCHITECTURES = (
                  "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper", ("double",),
                  (("double", "joint_blocks"),), calls=(TEXT, "image-only"), text_length=BLOCK_TEXT_STREAM,
                  block_ids=DIT_BLOCK_PATCH),
+    # aura/mmdit.py: 8 register tokens, then the text, form the context stream; DoubleAttention
+    # attends over cat([c, x]), the single layers over cat([c, x]) too. No block ids.
+    Architecture("AuraFlow", JOINT_ATTENTION, "comfy.ldm.aura.mmdit.MMDiT", ("double", "single"),
+                 (("double", "double_layers"), ("single", "single_layers")), text_length=BLOCK_TEXT_STREAM,
+                 block_ids=DIT_BLOCK_PATCH),
     # lumina/model.py: NextDiT runs context_refiner (caption only) and noise_refiner (image only)
     # before its layers, then joint attention on cat((caption, image)); the caption is padded
     # with cap_pad_token to a multiple of pad_tokens_multiple (Z-Image; Lumina 2: no padding).

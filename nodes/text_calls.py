@@ -8,10 +8,10 @@ the text length of the call it should guide, or None for every other call.
 Hooks, all ComfyUI public API and registered on the patched clone only:
 - a ``DIFFUSION_MODEL`` wrapper starts each model evaluation with a fresh count and
   records the text length of ``context`` (``CONTEXT_LENGTH`` families);
-- for models that set no block ids (SD3's MMDiT) or whose text stream is only known inside
-  (``BLOCK_TEXT_STREAM``), a ``dit`` ``double_block`` replacement per block marks the block
-  and records the length of its ``txt`` argument, then runs the block (or a replacement
-  another node registered for it).
+- for models that set no block ids (SD3's MMDiT, AuraFlow, Wan before 0.12) or whose text
+  stream is only known inside (``BLOCK_TEXT_STREAM``), a ``dit`` block replacement
+  (``double_block`` / ``single_block``) per block marks the block and records the length of
+  its ``txt`` argument, then runs the block (or a replacement another node registered for it).
 
 Everything is stored in the per-evaluation ``transformer_options`` dict (the sampler builds
 a new one for every model call), so nothing outlives a model evaluation.
@@ -62,11 +62,13 @@ def install(model_patcher, architecture) -> None:
                                            _make_wrapper(architecture))
     if architecture.block_ids == DIT_BLOCK_PATCH or architecture.text_length == BLOCK_TEXT_STREAM:
         replacements = model_patcher.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
-        kind, attribute = architecture.block_lists[0]
-        for index in range(len(getattr(model_patcher.model.diffusion_model, attribute))):
-            key = ("double_block", index)  # every block: later kinds may need the text length recorded here
-            model_patcher.set_model_patch_replace(
-                _make_block_patch(architecture, (kind, index), replacements.get(key)), "dit", *key)
+        # every block, selected or not: the first kind's blocks record the text length for later kinds
+        marked = architecture.block_lists if architecture.block_ids == DIT_BLOCK_PATCH else architecture.block_lists[:1]
+        for kind, attribute in marked:
+            for index in range(len(getattr(model_patcher.model.diffusion_model, attribute))):
+                key = (f"{kind}_block", index)
+                model_patcher.set_model_patch_replace(
+                    _make_block_patch(architecture, (kind, index), replacements.get(key)), "dit", *key)
 
 
 def text_length(transformer_options: dict, architecture, selection) -> int | None:
@@ -133,7 +135,7 @@ def _make_block_patch(architecture, block, previous):
         calls = options.get(CALLS_KEY)
         if calls is None:
             calls = options[CALLS_KEY] = BlockCalls()
-        if architecture.text_length == BLOCK_TEXT_STREAM:
+        if architecture.text_length == BLOCK_TEXT_STREAM and "txt" in args:  # single-stream blocks have none
             options[TEXT_LEN_KEY] = args["txt"].shape[1]
         calls.enter(block)
         try:

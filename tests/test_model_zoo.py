@@ -51,6 +51,7 @@ FAMILIES = {
     "hunyuan_video": Family("hunyuan_video", {44: "text", 12: "token refiner"},
                             r"HunyuanVideo / HunyuanVideo 1\.5 / HunyuanImage 2\.1 \(it has: double 0, 1; single 0, 1\)",
                             4, text=(32, 12)),
+    "auraflow": Family("auraflow", {92: "text"}, r"AuraFlow \(it has: double 0, 1; single 0, 1\)", 4, text=(0, 28)),
 }
 
 
