@@ -22,6 +22,7 @@ REQUIRED_CLASSES = {
     "z_image": ("comfy.supported_models.ZImage", "comfy.ldm.lumina.model.NextDiT"),
     "hunyuan_video": ("comfy.supported_models.HunyuanVideo", "comfy.ldm.hunyuan_video.model.HunyuanVideo"),
     "auraflow": ("comfy.supported_models.AuraFlow", "comfy.ldm.aura.mmdit.MMDiT"),
+    "cosmos_predict2": ("comfy.supported_models.CosmosT2IPredict2", "comfy.ldm.cosmos.predict2.MiniTrainDIT"),
 }
 
 NEEDS_BLOCK_IDS = {"z_image": "comfy.ldm.lumina.model.NextDiT"}
@@ -180,5 +181,22 @@ def auraflow():
                      torch.zeros(1, 4, 16, 16))
 
 
+def cosmos_predict2():
+    """Cosmos Predict2-shaped MiniTrainDIT (text-to-image): self-attention, then text
+    cross-attention, in each of two blocks."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.CosmosT2IPredict2({
+        "image_model": "cosmos_predict2", "max_img_h": 32, "max_img_w": 32, "max_frames": 4, "in_channels": 16,
+        "out_channels": 16, "patch_spatial": 2, "patch_temporal": 1, "concat_padding_mask": True,
+        "model_channels": 64, "num_blocks": 2, "num_heads": 2, "crossattn_emb_channels": 32,
+        "pos_emb_cls": "rope3d", "use_adaln_lora": True, "adaln_lora_dim": 16,
+    })
+    # 24 text tokens and 8 × 8 image tokens
+    return TinyModel(_patcher(config, comfy.model_base.CosmosPredict2), _text(24, 32, 1), _text(24, 32, 2),
+                     torch.zeros(1, 16, 1, 16, 16))
+
+
 BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image, "hunyuan_video": hunyuan_video,
-            "auraflow": auraflow}
+            "auraflow": auraflow, "cosmos_predict2": cosmos_predict2}

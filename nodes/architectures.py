@@ -45,6 +45,10 @@ MODEL_BLOCK_IDS = "model"
 """The model sets ``block_type`` / ``block_index`` in ``transformer_options``."""
 DIT_BLOCK_PATCH = "dit patch"
 """The model sets no block ids: a ``dit`` ``double_block`` replacement marks each block."""
+CALL_ORDER = "call order"
+"""The model sets no block ids and has no per-block hook, but runs its blocks one after the
+other, each making exactly the table's ``calls`` and nothing else calls attention with the
+options: a call's block and role follow from its position in the model evaluation."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +130,11 @@ ARCHITECTURES = (
     Architecture("HunyuanVideo / HunyuanVideo 1.5 / HunyuanImage 2.1", JOINT_ATTENTION,
                  "comfy.ldm.hunyuan_video.model.HunyuanVideo", ("double", "single"), _DOUBLE_SINGLE,
                  text_position=TEXT_LAST, text_length=BLOCK_TEXT_STREAM),
+    # cosmos/predict2.py: each Block runs self_attn, then cross_attn on the context (T5, or
+    # Anima's LLM-adapted text, which its model_base computes before the model is called), and
+    # MiniTrainDIT._forward loops over its blocks with neither block ids nor a block hook.
+    Architecture("Cosmos Predict2 / Anima (MiniTrainDIT)", CROSS_ATTENTION, "comfy.ldm.cosmos.predict2.MiniTrainDIT",
+                 ("double",), (("double", "blocks"),), calls=("self", TEXT), block_ids=CALL_ORDER),
     # wan/model.py: WanAttentionBlock runs self_attn, then cross_attn on the T5 context; the
     # 2.1 image-to-video cross-attention first attends to the CLIP-image tokens (k_img/v_img).
     # Variants (VACE, camera, S2V, HuMo, Animate) add calls and are not covered yet. Block ids

@@ -23,7 +23,7 @@ import logging
 
 import comfy.patcher_extension
 
-from .architectures import BLOCK_TEXT_STREAM, CONTEXT_LENGTH, DIT_BLOCK_PATCH, MODEL_BLOCK_IDS
+from .architectures import BLOCK_TEXT_STREAM, CALL_ORDER, CONTEXT_LENGTH, DIT_BLOCK_PATCH, MODEL_BLOCK_IDS
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,18 @@ def text_length(transformer_options: dict, architecture, selection) -> int | Non
     calls = transformer_options.get(CALLS_KEY)
     if calls is None:
         return None
-    if architecture.block_ids == DIT_BLOCK_PATCH:
-        block = calls.block
+    if architecture.block_ids == CALL_ORDER:
+        index, ordinal = divmod(calls.next_ordinal(CALL_ORDER), len(architecture.calls))
+        block = (architecture.block_lists[0][0], index)
     else:
-        block = (transformer_options.get("block_type"), transformer_options.get("block_index"))
-    if block is None or block[0] is None:  # outside the blocks: refiners, embedders
-        return None
-    if calls.next_ordinal(block) != architecture.text_call or not selection.includes(*block):
+        if architecture.block_ids == DIT_BLOCK_PATCH:
+            block = calls.block
+        else:
+            block = (transformer_options.get("block_type"), transformer_options.get("block_index"))
+        if block is None or block[0] is None:  # outside the blocks: refiners, embedders
+            return None
+        ordinal = calls.next_ordinal(block)
+    if ordinal != architecture.text_call or not selection.includes(*block):
         return None
     return transformer_options.get(TEXT_LEN_KEY)
 

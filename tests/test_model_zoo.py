@@ -52,6 +52,8 @@ FAMILIES = {
                             r"HunyuanVideo / HunyuanVideo 1\.5 / HunyuanImage 2\.1 \(it has: double 0, 1; single 0, 1\)",
                             4, text=(32, 12)),
     "auraflow": Family("auraflow", {92: "text"}, r"AuraFlow \(it has: double 0, 1; single 0, 1\)", 4, text=(0, 28)),
+    "cosmos_predict2": Family("cosmos_predict2", {64: "self", 24: "text"},
+                              r"Cosmos Predict2 / Anima \(MiniTrainDIT\) \(it has: double 0, 1\)", 2),
 }
 
 
