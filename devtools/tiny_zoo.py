@@ -23,6 +23,7 @@ REQUIRED_CLASSES = {
     "hunyuan_video": ("comfy.supported_models.HunyuanVideo", "comfy.ldm.hunyuan_video.model.HunyuanVideo"),
     "auraflow": ("comfy.supported_models.AuraFlow", "comfy.ldm.aura.mmdit.MMDiT"),
     "cosmos_predict2": ("comfy.supported_models.CosmosT2IPredict2", "comfy.ldm.cosmos.predict2.MiniTrainDIT"),
+    "kandinsky5": ("comfy.supported_models.Kandinsky5Image", "comfy.ldm.kandinsky5.model.Kandinsky5"),
 }
 
 NEEDS_BLOCK_IDS = {"z_image": "comfy.ldm.lumina.model.NextDiT"}
@@ -198,5 +199,22 @@ def cosmos_predict2():
                      torch.zeros(1, 16, 1, 16, 16))
 
 
+def kandinsky5():
+    """Kandinsky 5 Image-shaped model: one text encoder block, then two visual blocks each
+    with self-attention and text cross-attention."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.Kandinsky5Image({
+        "image_model": "kandinsky5", "in_visual_dim": 16, "out_visual_dim": 16, "in_text_dim": 32,
+        "in_text_dim2": 24, "time_dim": 32, "model_dim": 64, "ff_dim": 128, "visual_embed_dim": 64,
+        "patch_size": (1, 2, 2), "num_text_blocks": 1, "num_visual_blocks": 2, "axes_dims": (8, 12, 12),
+    })
+    pooled = {"pooled_output": torch.randn(1, 24, generator=torch.Generator().manual_seed(5))}
+    # 20 text tokens (the text blocks' self-attention has 20 keys too) and 8 × 8 image tokens
+    return TinyModel(_patcher(config, comfy.model_base.Kandinsky5Image), _text(20, 32, 1, **pooled),
+                     _text(20, 32, 2, **pooled), torch.zeros(1, 16, 16, 16))
+
+
 BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image, "hunyuan_video": hunyuan_video,
-            "auraflow": auraflow, "cosmos_predict2": cosmos_predict2}
+            "auraflow": auraflow, "cosmos_predict2": cosmos_predict2, "kandinsky5": kandinsky5}

@@ -135,6 +135,11 @@ ARCHITECTURES = (
     # MiniTrainDIT._forward loops over its blocks with neither block ids nor a block hook.
     Architecture("Cosmos Predict2 / Anima (MiniTrainDIT)", CROSS_ATTENTION, "comfy.ldm.cosmos.predict2.MiniTrainDIT",
                  ("double",), (("double", "blocks"),), calls=("self", TEXT), block_ids=CALL_ORDER),
+    # kandinsky5/model.py: the text_transformer_blocks (self-attention over the text) run before
+    # any block id is set; each visual block then runs self_attention, then cross_attention on
+    # the text (one call each, chunked or not).
+    Architecture("Kandinsky 5", CROSS_ATTENTION, "comfy.ldm.kandinsky5.model.Kandinsky5", ("double",),
+                 (("double", "visual_transformer_blocks"),), calls=("self", TEXT)),
     # wan/model.py: WanAttentionBlock runs self_attn, then cross_attn on the T5 context; the
     # 2.1 image-to-video cross-attention first attends to the CLIP-image tokens (k_img/v_img).
     # Variants (VACE, camera, S2V, HuMo, Animate) add calls and are not covered yet. Block ids

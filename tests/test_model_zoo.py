@@ -28,7 +28,8 @@ DEFAULTS = dict(lam=5.0, zeta=0.0, tau=15.0, alpha=1.5)
 class Family:
     """What the tests know about one tiny model, independently of the pack.
 
-    roles: key count → role of the call (``text`` for the guided call). text: for joint
+    roles: key count, or (query count, key count), → role of the call (``text`` for the
+    guided call). text: for joint
     families, (first text token, text tokens) in the joint sequence, else None.
     blocks: the block listing the ``blocks`` error must show; blocks_per_step: text calls
     per model evaluation."""
@@ -54,6 +55,8 @@ FAMILIES = {
     "auraflow": Family("auraflow", {92: "text"}, r"AuraFlow \(it has: double 0, 1; single 0, 1\)", 4, text=(0, 28)),
     "cosmos_predict2": Family("cosmos_predict2", {64: "self", 24: "text"},
                               r"Cosmos Predict2 / Anima \(MiniTrainDIT\) \(it has: double 0, 1\)", 2),
+    "kandinsky5": Family("kandinsky5", {64: "self", (64, 20): "text", (20, 20): "text encoder"},
+                         r"Kandinsky 5 \(it has: double 0, 1\)", 2),
 }
 
 
@@ -116,7 +119,8 @@ class Recorder:
         plain = func(q, k, v, heads, mask=mask, **kwargs)
         qh, kh, vh = (heads_first(t, heads, kwargs) for t in (q, k, v))
         options = kwargs["transformer_options"]
-        self.calls.append(dict(role=self.family.roles[kh.shape[-2]], q=qh, k=kh, v=vh, mask=mask, out=out, plain=plain,
+        role = self.family.roles.get((qh.shape[-2], kh.shape[-2])) or self.family.roles[kh.shape[-2]]
+        self.calls.append(dict(role=role, q=qh, k=kh, v=vh, mask=mask, out=out, plain=plain,
                                changed=not torch.equal(out, plain), heads_first=kwargs.get("skip_output_reshape"),
                                cond_or_uncond=list(options["cond_or_uncond"])))
         return out
