@@ -24,6 +24,7 @@ REQUIRED_CLASSES = {
     "auraflow": ("comfy.supported_models.AuraFlow", "comfy.ldm.aura.mmdit.MMDiT"),
     "cosmos_predict2": ("comfy.supported_models.CosmosT2IPredict2", "comfy.ldm.cosmos.predict2.MiniTrainDIT"),
     "kandinsky5": ("comfy.supported_models.Kandinsky5Image", "comfy.ldm.kandinsky5.model.Kandinsky5"),
+    "ltxv": ("comfy.supported_models.LTXV", "comfy.ldm.lightricks.model.LTXVModel"),
 }
 
 NEEDS_BLOCK_IDS = {"z_image": "comfy.ldm.lumina.model.NextDiT"}
@@ -216,5 +217,21 @@ def kandinsky5():
                      _text(20, 32, 2, **pooled), torch.zeros(1, 16, 16, 16))
 
 
+def ltxv():
+    """LTXV-shaped model: self-attention, then text cross-attention with the prompts' padding
+    masks (the last 4 of 20 tokens), in each of two blocks."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.LTXV({
+        "image_model": "ltxv", "in_channels": 128, "cross_attention_dim": 64, "attention_head_dim": 32,
+        "num_attention_heads": 2, "caption_channels": 32, "num_layers": 2,
+    })
+    mask = {"attention_mask": (torch.arange(20) < 16).long().unsqueeze(0)}
+    # 20 text tokens and 2 × 4 × 4 = 32 video tokens
+    return TinyModel(_patcher(config, comfy.model_base.LTXV), _text(20, 32, 1, **mask), _text(20, 32, 2, **mask),
+                     torch.zeros(1, 128, 2, 4, 4))
+
+
 BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image, "hunyuan_video": hunyuan_video,
-            "auraflow": auraflow, "cosmos_predict2": cosmos_predict2, "kandinsky5": kandinsky5}
+            "auraflow": auraflow, "cosmos_predict2": cosmos_predict2, "kandinsky5": kandinsky5, "ltxv": ltxv}

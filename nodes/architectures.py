@@ -140,6 +140,13 @@ ARCHITECTURES = (
     # the text (one call each, chunked or not).
     Architecture("Kandinsky 5", CROSS_ATTENTION, "comfy.ldm.kandinsky5.model.Kandinsky5", ("double",),
                  (("double", "visual_transformer_blocks"),), calls=("self", TEXT)),
+    # lightricks/model.py: each BasicTransformerBlock runs attn1 (self) then attn2 on the projected
+    # caption with its additive padding mask; no block ids, but dit double_block replacements
+    # whose txt is exactly attn2's keys. LTX-2 (LTXAVModel, a subclass) adds audio, audio-video
+    # and video-audio calls whose order depends on run flags: not covered yet.
+    Architecture("LTXV", CROSS_ATTENTION, "comfy.ldm.lightricks.model.LTXVModel", ("double",),
+                 (("double", "transformer_blocks"),), calls=("self", TEXT), text_length=BLOCK_TEXT_STREAM,
+                 block_ids=DIT_BLOCK_PATCH, exact_class=True),
     # wan/model.py: WanAttentionBlock runs self_attn, then cross_attn on the T5 context; the
     # 2.1 image-to-video cross-attention first attends to the CLIP-image tokens (k_img/v_img).
     # Variants (VACE, camera, S2V, HuMo, Animate) add calls and are not covered yet. Block ids

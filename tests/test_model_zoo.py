@@ -57,6 +57,7 @@ FAMILIES = {
                               r"Cosmos Predict2 / Anima \(MiniTrainDIT\) \(it has: double 0, 1\)", 2),
     "kandinsky5": Family("kandinsky5", {64: "self", (64, 20): "text", (20, 20): "text encoder"},
                          r"Kandinsky 5 \(it has: double 0, 1\)", 2),
+    "ltxv": Family("ltxv", {32: "self", 20: "text"}, r"LTXV \(it has: double 0, 1\)", 2),
 }
 
 
