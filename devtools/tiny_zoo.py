@@ -25,6 +25,7 @@ REQUIRED_CLASSES = {
     "cosmos_predict2": ("comfy.supported_models.CosmosT2IPredict2", "comfy.ldm.cosmos.predict2.MiniTrainDIT"),
     "kandinsky5": ("comfy.supported_models.Kandinsky5Image", "comfy.ldm.kandinsky5.model.Kandinsky5"),
     "ltxv": ("comfy.supported_models.LTXV", "comfy.ldm.lightricks.model.LTXVModel"),
+    "hidream": ("comfy.supported_models.HiDream", "comfy.ldm.hidream.model.HiDreamImageTransformer2DModel"),
 }
 
 NEEDS_BLOCK_IDS = {"z_image": "comfy.ldm.lumina.model.NextDiT"}
@@ -233,5 +234,27 @@ def ltxv():
                      torch.zeros(1, 128, 2, 4, 4))
 
 
+def hidream():
+    """HiDream-shaped model: image first, then T5, the last Llama layer and each block's own
+    Llama layer; two double-stream and two single-stream blocks with mixture-of-experts
+    feed-forwards."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.HiDream({
+        "image_model": "hidream", "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 2,
+        "num_single_layers": 2, "attention_head_dim": 32, "num_attention_heads": 2, "caption_channels": [32, 24],
+        "text_emb_dim": 24, "num_routed_experts": 2, "num_activated_experts": 1, "axes_dims_rope": (8, 12, 12),
+        "max_resolution": (32, 32), "llama_layers": [0, 1, 2, 3],
+    })
+    generator = torch.Generator().manual_seed(6)
+    extra = {"pooled_output": torch.randn(1, 24, generator=generator),
+             "conditioning_llama3": torch.randn(1, 4, 6, 24, generator=generator)}
+    # 8 × 8 image tokens, then 12 T5 + 6 + 6 Llama tokens: every call has 88 keys
+    return TinyModel(_patcher(config, comfy.model_base.HiDream), _text(12, 32, 1, **extra), _text(12, 32, 2, **extra),
+                     torch.zeros(1, 16, 16, 16))
+
+
 BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image, "hunyuan_video": hunyuan_video,
-            "auraflow": auraflow, "cosmos_predict2": cosmos_predict2, "kandinsky5": kandinsky5, "ltxv": ltxv}
+            "auraflow": auraflow, "cosmos_predict2": cosmos_predict2, "kandinsky5": kandinsky5, "ltxv": ltxv,
+            "hidream": hidream}

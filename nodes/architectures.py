@@ -47,8 +47,9 @@ DIT_BLOCK_PATCH = "dit patch"
 """The model sets no block ids: a ``dit`` ``double_block`` replacement marks each block."""
 CALL_ORDER = "call order"
 """The model sets no block ids and has no per-block hook, but runs its blocks one after the
-other, each making exactly the table's ``calls`` and nothing else calls attention with the
-options: a call's block and role follow from its position in the model evaluation."""
+other (kind by kind, in ``block_lists`` order), each making exactly the table's ``calls``,
+and nothing else calls attention with the options: a call's block and role follow from its
+position in the model evaluation."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,8 @@ class Architecture:
     ``blocks = auto``. block_lists: block kind → attribute holding those blocks.
     calls: the attention calls of one block, in order; ``TEXT`` is guided, the others are
     named for the reader. text_position / text_length / pad_multiple: the joint layout.
+    extra_text: (argument, dim, count) for every other forward argument whose tokens join
+    the text in each joint call (``count`` times its size along ``dim``).
     block_ids: where a call's block comes from.
     """
 
@@ -74,6 +77,7 @@ class Architecture:
     text_position: str = TEXT_FIRST
     text_length: str = CONTEXT_LENGTH
     pad_multiple: str | None = None
+    extra_text: tuple = ()
     block_ids: str = MODEL_BLOCK_IDS
     exact_class: bool = False
     requires: tuple = ()
@@ -83,10 +87,16 @@ class Architecture:
         """Position of the text call among one block's attention calls."""
         return self.calls.index(TEXT)
 
-    def text_tokens(self, context_tokens: int, diffusion_model) -> int:
-        """Text tokens the attention sees for a context of ``context_tokens`` tokens."""
+    def text_tokens(self, context_tokens: int, diffusion_model, arguments: dict) -> int | None:
+        """Text tokens the attention sees for a context of ``context_tokens`` tokens, given the
+        forward's other ``arguments`` by name (None when an ``extra_text`` one is missing)."""
         multiple = getattr(diffusion_model, self.pad_multiple, None) if self.pad_multiple else None
-        return math.ceil(context_tokens / multiple) * multiple if multiple else context_tokens
+        tokens = math.ceil(context_tokens / multiple) * multiple if multiple else context_tokens
+        for name, dim, count in self.extra_text:
+            if arguments.get(name) is None:
+                return None
+            tokens += count * arguments[name].shape[dim]
+        return tokens
 
 
 _DOUBLE = (("double", "double_blocks"),)
@@ -147,6 +157,15 @@ ARCHITECTURES = (
     Architecture("LTXV", CROSS_ATTENTION, "comfy.ldm.lightricks.model.LTXVModel", ("double",),
                  (("double", "transformer_blocks"),), calls=("self", TEXT), text_length=BLOCK_TEXT_STREAM,
                  block_ids=DIT_BLOCK_PATCH, exact_class=True),
+    # hidream/model.py: image tokens first, then the text: T5 and the last chosen Llama layer
+    # (the "initial" text, carried from block to block), then this block's own Llama layer, in
+    # double blocks (cat([query_i, query_t])) and single blocks (cat([img, initial, llama]))
+    # alike: every call holds T5 + 2 × the Llama tokens. No block ids, no block hook; one
+    # attention call per block, double blocks first.
+    Architecture("HiDream", JOINT_ATTENTION, "comfy.ldm.hidream.model.HiDreamImageTransformer2DModel",
+                 ("double", "single"), (("double", "double_stream_blocks"), ("single", "single_stream_blocks")),
+                 text_position=TEXT_LAST, extra_text=(("encoder_hidden_states_llama3", -2, 2),),
+                 block_ids=CALL_ORDER),
     # wan/model.py: WanAttentionBlock runs self_attn, then cross_attn on the T5 context; the
     # 2.1 image-to-video cross-attention first attends to the CLIP-image tokens (k_img/v_img).
     # Variants (VACE, camera, S2V, HuMo, Animate) add calls and are not covered yet. Block ids

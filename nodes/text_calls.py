@@ -37,8 +37,9 @@ class BlockCalls:
 
     ``block`` is the (kind, index) marked by a block patch, for models without block ids."""
 
-    def __init__(self):
+    def __init__(self, sequence=()):
         self.block = None
+        self.sequence = sequence  # CALL_ORDER: (kind, number of blocks) in the order they run
         self.blocks_seen = False
         self._counted = None
         self._count = -1
@@ -53,6 +54,14 @@ class BlockCalls:
 
     def enter(self, block) -> None:
         self.block, self._counted, self._count = block, block, -1
+
+    def block_at(self, position: int):
+        """(kind, index) of the ``position``-th block in ``sequence``; None past the end."""
+        for kind, count in self.sequence:
+            if position < count:
+                return kind, position
+            position -= count
+        return None
 
 
 def install(model_patcher, architecture) -> None:
@@ -78,8 +87,10 @@ def text_length(transformer_options: dict, architecture, selection) -> int | Non
     if calls is None:
         return None
     if architecture.block_ids == CALL_ORDER:
-        index, ordinal = divmod(calls.next_ordinal(CALL_ORDER), len(architecture.calls))
-        block = (architecture.block_lists[0][0], index)
+        position, ordinal = divmod(calls.next_ordinal(CALL_ORDER), len(architecture.calls))
+        block = calls.block_at(position)
+        if block is None:  # more calls than the table says these blocks make
+            return None
     else:
         if architecture.block_ids == DIT_BLOCK_PATCH:
             block = calls.block
@@ -115,14 +126,16 @@ def _make_wrapper(architecture):
         options = arguments.get("transformer_options")
         if not isinstance(options, dict):
             return executor(*args, **kwargs)
-        calls = options[CALLS_KEY] = BlockCalls()
+        model = executor.class_obj
+        calls = options[CALLS_KEY] = BlockCalls(tuple((kind, len(getattr(model, attribute)))
+                                                      for kind, attribute in architecture.block_lists))
         context = arguments.get("context")
         if architecture.text_length == CONTEXT_LENGTH and context is not None:
             if arguments.get("ref_latents"):
                 _warn_once(architecture.name, "reference latents put more captions into the text stream, so its "
                                               "text length is unknown")
             else:
-                options[TEXT_LEN_KEY] = architecture.text_tokens(context.shape[1], executor.class_obj)
+                options[TEXT_LEN_KEY] = architecture.text_tokens(context.shape[1], model, arguments)
         out = executor(*args, **kwargs)
         if architecture.block_ids == MODEL_BLOCK_IDS and not calls.blocks_seen:
             _warn_once(architecture.name, "this ComfyUI version passes no block ids (block_type, block_index) to "

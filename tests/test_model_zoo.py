@@ -58,6 +58,7 @@ FAMILIES = {
     "kandinsky5": Family("kandinsky5", {64: "self", (64, 20): "text", (20, 20): "text encoder"},
                          r"Kandinsky 5 \(it has: double 0, 1\)", 2),
     "ltxv": Family("ltxv", {32: "self", 20: "text"}, r"LTXV \(it has: double 0, 1\)", 2),
+    "hidream": Family("hidream", {88: "text"}, r"HiDream \(it has: double 0, 1; single 0, 1\)", 4, text=(64, 24)),
 }
 
 
