@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 TEXT_LEN_KEY = "gag_text_len"
 CALLS_KEY = "gag_text_calls"
+BLOCK_KEY = "gag_block"
 WRAPPER_KEY = "gag_text_length"
 
 
@@ -101,6 +102,7 @@ def text_length(transformer_options: dict, architecture, selection) -> int | Non
         ordinal = calls.next_ordinal(block)
     if ordinal != architecture.text_call or not selection.includes(*block):
         return None
+    transformer_options[BLOCK_KEY] = block  # for observers: models without block ids have no block_type
     return transformer_options.get(TEXT_LEN_KEY)
 
 

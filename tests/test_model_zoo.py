@@ -167,12 +167,26 @@ def test_alpha_one_is_exact_and_defaults_change_the_output(family, api):
     assert (guided - plain).abs().max() > max(20 * (identity - plain).abs().max(), 1e-4)
 
 
+class Kinds(list):
+    """A test observer: the block kind diagnostics files each guided call under."""
+
+    def guided(self, options):
+        from comfyui_gag.nodes.diagnostics import block_kind
+
+        self.append(block_kind(options))
+
+    def skipped(self, options):
+        pass
+
+
 def test_only_text_attention_changes_and_matches_the_reference(family, api):
     tiny = tiny_zoo.BUILDERS[family.name]()
-    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(**PARAMS)), family)
+    kinds = Kinds()
+    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(**PARAMS), observer=kinds), family)
     run(recorder.model, tiny, steps=1)
     text_calls = family.blocks_per_step  # one evaluation: cond and uncond share a batch
     assert recorder.roles(changed=True) == {"text": text_calls}
+    assert len(kinds) == text_calls and set(kinds) <= {"double", "single"}
     assert recorder.roles(changed=False).keys() == set(family.roles.values()) - {"text"}
     for call in [c for c in recorder.calls if c["changed"]]:
         expected = reference(call, family, PARAMS)
