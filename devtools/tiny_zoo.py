@@ -3,7 +3,8 @@
 Built like ``tiny_models`` (same ``TinyModel``, seeded ``random_weight_patcher``, same
 sampler call) from the running host's own ``comfy.supported_models`` configs and
 ``comfy.model_base`` classes with shrunk sizes. ``BUILDERS[name]`` builds one;
-``missing(name)`` says which host class a family needs when the host lacks it.
+``missing(name)`` says which host class a family needs when the host lacks it. Builders take
+the weights' ``dtype`` (float32 by default).
 """
 
 import dataclasses
@@ -51,10 +52,10 @@ def missing(name: str) -> str | None:
     return None
 
 
-def _patcher(model_config, model_class):
+def _patcher(model_config, model_class, dtype):
     """``random_weight_patcher`` with unit norm gains: its 0.02-scale 1-D weights would shrink
     the RMS-normed queries and keys of these models, and with them every score, to near 0."""
-    patcher = random_weight_patcher(model_config, model_class)
+    patcher = random_weight_patcher(model_config, model_class, dtype)
     with torch.no_grad():
         for module in patcher.model.diffusion_model.modules():
             if "Norm" in type(module).__name__:
@@ -76,7 +77,7 @@ class _ClipVisionOutput:
         self.penultimate_hidden_states = torch.randn(1, tokens, 1280, generator=torch.Generator().manual_seed(seed))
 
 
-def _wan(config_name: str, model_type: str, in_dim: int, extra: dict, *, image_to_video: bool):
+def _wan(config_name: str, model_type: str, in_dim: int, extra: dict, dtype, *, image_to_video: bool):
     import comfy.model_base
     import comfy.supported_models
 
@@ -85,23 +86,24 @@ def _wan(config_name: str, model_type: str, in_dim: int, extra: dict, *, image_t
         "dim": 64, "ffn_dim": 128, "freq_dim": 64, "text_dim": 32, "out_dim": 16, "num_heads": 2,
         "num_layers": 2, "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6,
     })
-    model_class = functools.partial(comfy.model_base.WAN21, image_to_video=image_to_video)
+    patcher = _patcher(config, functools.partial(comfy.model_base.WAN21, image_to_video=image_to_video), dtype)
+    patcher.model.diffusion_model.patch_embedding.float()  # WanModel builds it in float32 whatever the dtype
     # 24 text tokens and 2 × 4 × 4 = 32 video tokens: the text call is the only one with 24 keys
-    return TinyModel(_patcher(config, model_class), _text(24, 32, 1, **extra), _text(24, 32, 2, **extra),
-                     torch.zeros(1, 16, 2, 8, 8))
+    return TinyModel(patcher, _text(24, 32, 1, **extra), _text(24, 32, 2, **extra), torch.zeros(1, 16, 2, 8, 8))
 
 
-def wan_t2v():
+def wan_t2v(dtype=torch.float32):
     """Wan 2.1 / 2.2 text-to-video (the class Wan 2.2's image-to-video A14B loads as, too)."""
-    return _wan("WAN21_T2V", "t2v", 16, {}, image_to_video=False)
+    return _wan("WAN21_T2V", "t2v", 16, {}, dtype, image_to_video=False)
 
 
-def wan_i2v():
+def wan_i2v(dtype=torch.float32):
     """Wan 2.1 image-to-video: a CLIP-image call before the text call in every block."""
-    return _wan("WAN21_I2V", "i2v", 36, {"clip_vision_output": _ClipVisionOutput(8, 3)}, image_to_video=True)
+    clip_vision = {"clip_vision_output": _ClipVisionOutput(8, 3)}
+    return _wan("WAN21_I2V", "i2v", 36, clip_vision, dtype, image_to_video=True)
 
 
-def sd3():
+def sd3(dtype=torch.float32):
     """SD3.5-shaped MMDiT-X: 2 register tokens before the text, block 0 with the extra
     image-only self-attention of SD3.5 Medium, RMS q/k norms."""
     import comfy.model_base
@@ -113,7 +115,7 @@ def sd3():
         "qk_norm": "rms", "x_block_self_attn_layers": [0],
         "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 48, "out_features": 128}},
     })
-    patcher = _patcher(config, comfy.model_base.SD3)
+    patcher = _patcher(config, comfy.model_base.SD3, dtype)
     with torch.no_grad():  # a buffer, so left uninitialised by the model and by random_weight_patcher
         pos_embed = patcher.model.diffusion_model.pos_embed
         pos_embed.copy_(torch.randn(pos_embed.shape, generator=torch.Generator().manual_seed(4)))
@@ -122,7 +124,7 @@ def sd3():
     return TinyModel(patcher, _text(20, 48, 1, **pooled), _text(20, 48, 2, **pooled), torch.zeros(1, 16, 16, 16))
 
 
-def z_image():
+def z_image(dtype=torch.float32):
     """Z-Image-shaped NextDiT (width 256: the least its modulation takes): caption and image
     padded to multiples of 8 tokens, one context refiner and one noise refiner layer before
     the two joint layers."""
@@ -137,11 +139,11 @@ def z_image():
     })
     # 13 caption tokens padded to 16, 6 × 6 image tokens padded to 40: joint calls have 56 keys,
     # the context refiner's 16 and the noise refiner's 40
-    return TinyModel(_patcher(config, comfy.model_base.Lumina2), _text(13, 32, 1), _text(13, 32, 2),
+    return TinyModel(_patcher(config, comfy.model_base.Lumina2, dtype), _text(13, 32, 1), _text(13, 32, 2),
                      torch.zeros(1, 16, 12, 12))
 
 
-def hunyuan_video(padded_tokens: int = 0):
+def hunyuan_video(dtype=torch.float32, padded_tokens: int = 0):
     """HunyuanVideo-shaped model: image tokens first, then the refined text. With
     ``padded_tokens``, the prompt's last tokens are padding that its attention mask removes
     (only for CFG 1: this model cannot batch two masked prompts)."""
@@ -165,11 +167,11 @@ def hunyuan_video(padded_tokens: int = 0):
     if padded_tokens:
         positive[0][1]["attention_mask"] = (torch.arange(12) < 12 - padded_tokens).long().unsqueeze(0)
     # 2 × 4 × 4 = 32 video tokens then 12 text tokens: joint calls have 44 keys, the refiner's 12
-    return TinyModel(_patcher(config, comfy.model_base.HunyuanVideo), positive, _text(12, 48, 2, **extra),
+    return TinyModel(_patcher(config, comfy.model_base.HunyuanVideo, dtype), positive, _text(12, 48, 2, **extra),
                      torch.zeros(1, 16, 2, 8, 8))
 
 
-def auraflow():
+def auraflow(dtype=torch.float32):
     """AuraFlow-shaped MMDiT: its 8 register tokens and the text first, two double and two
     single layers."""
     import comfy.model_base
@@ -180,11 +182,11 @@ def auraflow():
         "n_heads": 2, "global_conddim": 64, "cond_seq_dim": 32, "max_seq": 64,
     })
     # 8 registers + 20 text tokens + 8 × 8 image tokens: every joint call has 92 keys
-    return TinyModel(_patcher(config, comfy.model_base.AuraFlow), _text(20, 32, 1), _text(20, 32, 2),
+    return TinyModel(_patcher(config, comfy.model_base.AuraFlow, dtype), _text(20, 32, 1), _text(20, 32, 2),
                      torch.zeros(1, 4, 16, 16))
 
 
-def cosmos_predict2():
+def cosmos_predict2(dtype=torch.float32):
     """Cosmos Predict2-shaped MiniTrainDIT (text-to-image): self-attention, then text
     cross-attention, in each of two blocks."""
     import comfy.model_base
@@ -197,11 +199,11 @@ def cosmos_predict2():
         "pos_emb_cls": "rope3d", "use_adaln_lora": True, "adaln_lora_dim": 16,
     })
     # 24 text tokens and 8 × 8 image tokens
-    return TinyModel(_patcher(config, comfy.model_base.CosmosPredict2), _text(24, 32, 1), _text(24, 32, 2),
+    return TinyModel(_patcher(config, comfy.model_base.CosmosPredict2, dtype), _text(24, 32, 1), _text(24, 32, 2),
                      torch.zeros(1, 16, 1, 16, 16))
 
 
-def kandinsky5():
+def kandinsky5(dtype=torch.float32):
     """Kandinsky 5 Image-shaped model: one text encoder block, then two visual blocks each
     with self-attention and text cross-attention."""
     import comfy.model_base
@@ -214,11 +216,11 @@ def kandinsky5():
     })
     pooled = {"pooled_output": torch.randn(1, 24, generator=torch.Generator().manual_seed(5))}
     # 20 text tokens (the text blocks' self-attention has 20 keys too) and 8 × 8 image tokens
-    return TinyModel(_patcher(config, comfy.model_base.Kandinsky5Image), _text(20, 32, 1, **pooled),
+    return TinyModel(_patcher(config, comfy.model_base.Kandinsky5Image, dtype), _text(20, 32, 1, **pooled),
                      _text(20, 32, 2, **pooled), torch.zeros(1, 16, 16, 16))
 
 
-def ltxv():
+def ltxv(dtype=torch.float32):
     """LTXV-shaped model: self-attention, then text cross-attention with the prompts' padding
     masks (the last 4 of 20 tokens), in each of two blocks."""
     import comfy.model_base
@@ -230,11 +232,11 @@ def ltxv():
     })
     mask = {"attention_mask": (torch.arange(20) < 16).long().unsqueeze(0)}
     # 20 text tokens and 2 × 4 × 4 = 32 video tokens
-    return TinyModel(_patcher(config, comfy.model_base.LTXV), _text(20, 32, 1, **mask), _text(20, 32, 2, **mask),
-                     torch.zeros(1, 128, 2, 4, 4))
+    return TinyModel(_patcher(config, comfy.model_base.LTXV, dtype), _text(20, 32, 1, **mask),
+                     _text(20, 32, 2, **mask), torch.zeros(1, 128, 2, 4, 4))
 
 
-def hidream():
+def hidream(dtype=torch.float32):
     """HiDream-shaped model: image first, then T5, the last Llama layer and each block's own
     Llama layer; two double-stream and two single-stream blocks with mixture-of-experts
     feed-forwards."""
@@ -251,8 +253,8 @@ def hidream():
     extra = {"pooled_output": torch.randn(1, 24, generator=generator),
              "conditioning_llama3": torch.randn(1, 4, 6, 24, generator=generator)}
     # 8 × 8 image tokens, then 12 T5 + 6 + 6 Llama tokens: every call has 88 keys
-    return TinyModel(_patcher(config, comfy.model_base.HiDream), _text(12, 32, 1, **extra), _text(12, 32, 2, **extra),
-                     torch.zeros(1, 16, 16, 16))
+    return TinyModel(_patcher(config, comfy.model_base.HiDream, dtype), _text(12, 32, 1, **extra),
+                     _text(12, 32, 2, **extra), torch.zeros(1, 16, 16, 16))
 
 
 BUILDERS = {"wan_t2v": wan_t2v, "wan_i2v": wan_i2v, "sd3": sd3, "z_image": z_image, "hunyuan_video": hunyuan_video,

@@ -51,8 +51,8 @@ FAMILIES = {
     "z_image": Family("z_image", {56: "text", 16: "context refiner", 40: "noise refiner"},
                       r"Lumina 2 / Z-Image \(NextDiT\) \(it has: double 0, 1\)", 2, text=(0, 16)),
     "hunyuan_video": Family("hunyuan_video", {44: "text", 12: "token refiner"},
-                            r"HunyuanVideo / HunyuanVideo 1\.5 / HunyuanImage 2\.1 \(it has: double 0, 1; single 0, 1\)",
-                            4, text=(32, 12)),
+                            r"HunyuanVideo / HunyuanVideo 1\.5 / HunyuanImage 2\.1 "
+                            r"\(it has: double 0, 1; single 0, 1\)", 4, text=(32, 12)),
     "auraflow": Family("auraflow", {92: "text"}, r"AuraFlow \(it has: double 0, 1; single 0, 1\)", 4, text=(0, 28)),
     "cosmos_predict2": Family("cosmos_predict2", {64: "self", 24: "text"},
                               r"Cosmos Predict2 / Anima \(MiniTrainDIT\) \(it has: double 0, 1\)", 2),
@@ -301,3 +301,13 @@ def test_families_out_of_reach_are_refused_with_the_reason(name, model_class, pa
     model = object.__new__(getattr(__import__(module_name, fromlist=[class_name]), class_name))  # only its class counts
     with pytest.raises(UnsupportedModelError, match=f"cannot guide {name} .*get no transformer_options"):
         detect(model)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_stays_finite(family, dtype, api):
+    tiny = tiny_zoo.BUILDERS[family.name](dtype=dtype)
+    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings()), family)
+    out = run(recorder.model, tiny, steps=1)
+    assert bool(torch.isfinite(out).all())
+    guided = [c for c in recorder.calls if c["changed"]]
+    assert len(guided) == family.blocks_per_step and all(c["out"].dtype == dtype for c in guided)
