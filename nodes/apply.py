@@ -5,8 +5,8 @@ import logging
 import torch
 
 from ..gag_core import backends
-from . import diagnostics, joint_attention, unet_cross_attention
-from .architectures import JOINT_ATTENTION, UNET_CROSS_ATTENTION, detect
+from . import cross_attention, diagnostics, joint_attention, unet_cross_attention
+from .architectures import CROSS_ATTENTION, JOINT_ATTENTION, UNET_CROSS_ATTENTION, detect
 from .gate import GuidanceGate
 from .options import NodeSettings, blocks_text
 
@@ -53,8 +53,9 @@ def apply_gag(model_patcher, settings: NodeSettings | None = None, *, observer=N
         observer = diagnostics.install(patched)
     if architecture.flavour == UNET_CROSS_ATTENTION:
         unet_cross_attention.install(patched, settings.guidance, selection, gate, observer)
-    elif architecture.flavour == JOINT_ATTENTION:
-        joint_attention.install(patched, settings.guidance, selection, gate, observer)
+    else:
+        adapter = {CROSS_ATTENTION: cross_attention, JOINT_ATTENTION: joint_attention}[architecture.flavour]
+        adapter.install(patched, architecture, settings.guidance, selection, gate, observer)
     log.info("GAG: patched %s (%s blocks: %s)", architecture.name, architecture.flavour, " ".join(selection.kinds()))
     _log_backend(patched, architecture.name, settings.guidance.alpha)
     return patched

@@ -17,14 +17,15 @@ import comfy.patcher_extension
 import torch
 
 from ..gag_core import GuidanceStats
+from .text_calls import BLOCK_KEY
 
 TRACE_KEY = "gag_trace"
 WRAPPER_KEY = "gag_diagnostics"
 
 
 def block_kind(transformer_options: dict) -> str:
-    """UNet: input / middle / output; DiT: double / single."""
-    block = transformer_options.get("block")
+    """UNet: input / middle / output; DiT: double / single (also for DiTs without block ids)."""
+    block = transformer_options.get("block") or transformer_options.get(BLOCK_KEY)
     return block[0] if block else str(transformer_options.get("block_type"))
 
 

@@ -1,110 +1,108 @@
-"""Adapter for joint text-image attention (FLUX.1, FLUX.2, Chroma, Qwen-Image).
+"""Adapter for joint text-image attention (MMDiT: FLUX.1, FLUX.2, Chroma, Qwen-Image, …).
 
-Two hooks, both ComfyUI public API, never forked model code:
-- a ``DIFFUSION_MODEL`` wrapper records the text length (``context.shape[1]``) in the
-  call's ``transformer_options``;
-- an ``optimized_attention_override`` guides the selected joint blocks with
-  ``gag_joint_attention``: fused SDPA kernels with log-sum-exp (a query-chunked math
-  fallback where none takes the input, e.g. masked calls on CUDA) for text queries and
-  for image queries × image keys, and the image-query × text-key block computed
-  explicitly and guided (SPEC §2, mass preserving). Tokens are text first in every
-  supported model (see architectures.py).
+Installed through ``override.install`` (an ``optimized_attention_override`` plus the hooks
+that tell it which call carries text and how many text tokens it has). A guided call uses
+``gag_joint_attention``: fused SDPA kernels with log-sum-exp (a query-chunked math fallback
+where none takes the input, e.g. masked calls on CUDA) for text queries and for image
+queries × image keys, and the image-query × text-key block computed explicitly and guided
+(SPEC §2, mass preserving).
+
+The text tokens form one contiguous run, first or last in the sequence (the table's
+``text_position``). Text-last calls are rotated to text-first and back: attention is
+equivariant under reordering queries together with keys, and the copy costs O(N·d)
+against the call's O(N²·d).
 
 With cond-only guidance on a batch that mixes cond and uncond rows, the dense joint output
 of every row comes from one fused call and the guided rows get ``gag_correction`` added.
-An override already on the model is chained: it runs for every call GAG does not guide,
-and on guided calls it produces the base output that GAG's correction is added to (the
-log-sum-exp then costs one extra fused dense pass).
+An override already on the model is chained: on guided calls it produces the base output
+that GAG's correction is added to (the log-sum-exp then costs one extra fused dense pass).
 """
 
-import functools
-import inspect
+import dataclasses
 
-import comfy.patcher_extension
+import torch
 
-from ..gag_core import (as_four_dims, dense_attention_with_logsumexp, gag_correction, gag_joint_attention,
-                        image_text_block)
-from .gate import merge_heads, split_heads
-
-TEXT_LEN_KEY = "gag_text_len"
-WRAPPER_KEY = "gag_text_length"
-OVERRIDE_KEY = "optimized_attention_override"
-
-
-def install(model_patcher, settings, selection, gate, observer=None) -> None:
-    """Register the wrapper and the override on ``model_patcher`` (a clone).
-
-    ``observer`` (optional, see apply.py) hears about every call of a selected block."""
-    model_patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                                       record_text_length)
-    options = model_patcher.model_options["transformer_options"].copy()
-    options[OVERRIDE_KEY] = _make_override(settings.guidance_kwargs(), selection, gate,
-                                           options.get(OVERRIDE_KEY), observer)
-    model_patcher.model_options["transformer_options"] = options
+from ..gag_core import (
+    as_four_dims,
+    dense_attention_with_logsumexp,
+    gag_correction,
+    gag_joint_attention,
+    image_text_block,
+)
+from . import override
+from .architectures import TEXT_LAST
+from .gate import merge_heads
 
 
-@functools.lru_cache(maxsize=None)
-def _forward_signature(function) -> inspect.Signature:
-    return inspect.signature(function)
+def install(model_patcher, architecture, settings, selection, gate, observer=None) -> None:
+    """Register the hooks and the override on ``model_patcher`` (a clone).
+
+    ``observer`` (optional, see apply.py) hears about every guided or skipped text call."""
+    adapter = JointAdapter(settings.guidance_kwargs(), architecture.text_position == TEXT_LAST)
+    override.install(model_patcher, architecture, selection, gate, observer, adapter)
 
 
-def record_text_length(executor, *args, **kwargs):
-    """DIFFUSION_MODEL wrapper: store the text token count for the attention override."""
-    bound = _forward_signature(executor.original.__func__).bind(executor.class_obj, *args, **kwargs)
-    context = bound.arguments.get("context")
-    options = bound.arguments.get("transformer_options")
-    if context is not None and isinstance(options, dict):
-        options[TEXT_LEN_KEY] = context.shape[1]
-    return executor(*args, **kwargs)
+@dataclasses.dataclass(frozen=True)
+class JointAdapter:
+    guidance: dict
+    text_last: bool
 
+    @staticmethod
+    def confirms(call) -> bool:
+        """A joint call: as many queries as keys, text and image tokens both present."""
+        qh, kh, _ = call.heads_first
+        return qh.shape[-2] == kh.shape[-2] > call.text_len > 0
 
-def _make_override(guidance: dict, selection, gate, previous, observer):
-    def base_attention(func, q, k, v, heads, mask, kwargs):
-        if previous is not None:
-            return previous(func, q, k, v, heads, mask=mask, **kwargs)
-        return func(q, k, v, heads, mask=mask, **kwargs)
-
-    def gag_joint_override(func, q, k, v, heads, mask=None, **kwargs):
-        options = kwargs.get("transformer_options") or {}
-        text_len = options.get(TEXT_LEN_KEY)
-        if text_len is None or not selection.includes(options.get("block_type"), options.get("block_index", -1)):
-            return base_attention(func, q, k, v, heads, mask, kwargs)
-        qh, kh, vh = (q, k, v) if kwargs.get("skip_reshape", False) else (split_heads(t, heads) for t in (q, k, v))
-        if not qh.shape[-2] == kh.shape[-2] > text_len > 0:  # not a joint text-image attention call
-            return base_attention(func, q, k, v, heads, mask, kwargs)
-        admitted = gate.admit(options, q.shape[0], observer)
-        if admitted is None:
-            return base_attention(func, q, k, v, heads, mask, kwargs)
-        rows, stats = admitted
-        mask = as_four_dims(mask)
-        heads_first = kwargs.get("skip_output_reshape", False)
-        if previous is None and rows is None:  # the common case: every row guided, no other override
-            out = gag_joint_attention(qh, kh, vh, text_len=text_len, mask=mask, stats=stats, **guidance)
+    def guide(self, call, rows, stats):
+        text_len, heads_first = call.text_len, call.heads_first_output
+        qh, kh, vh = call.heads_first
+        mask = as_four_dims(call.mask)
+        if self.text_last:
+            qh, kh, vh = (_text_to_front(t, text_len, -2) for t in (qh, kh, vh))
+            mask = None if mask is None else _text_to_front(_text_to_front(mask, text_len, -1), text_len, -2)
+        if not call.chained and rows is None:  # the common case: every row guided, no other override
+            out = gag_joint_attention(qh, kh, vh, text_len=text_len, mask=mask, stats=stats, **self.guidance)
+            out = _text_to_back(out, text_len, -2) if self.text_last else out
             return out if heads_first else merge_heads(out)
-        if previous is None:
+        if call.chained:  # the previous override makes the base output; its log-sum-exp needs our own dense pass
+            out, lse = call.base().clone(), None  # clone: it may alias the inputs
+        else:
             out, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
+            out = _text_to_back(out, text_len, -2) if self.text_last else out
             out = out if heads_first else merge_heads(out)
-        else:  # the previous override makes the base output; its log-sum-exp needs our own dense pass
-            out, lse = base_attention(func, q, k, v, heads, mask, kwargs).clone(), None  # clone: may alias inputs
         if rows is not None:
+            batch = qh.shape[0]
             qh, kh, vh = qh[rows], kh[rows], vh[rows]
-            mask = mask[rows] if mask is not None and mask.shape[0] == q.shape[0] else mask
+            mask = mask[rows] if mask is not None and mask.shape[0] == batch else mask
             lse = None if lse is None else lse[rows]
         if lse is None:
             _, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
         correction = gag_correction(qh[..., text_len:, :], kh[..., :text_len, :], vh[..., :text_len, :],
                                     mask=image_text_block(mask, text_len), joint_logsumexp=lse[..., text_len:],
-                                    stats=stats, **guidance)
-        return _add_to_image_rows(out, correction, text_len, rows, heads_first)
+                                    stats=stats, **self.guidance)
+        image = slice(None, -text_len) if self.text_last else slice(text_len, None)
+        return _add_to_image_rows(out, correction, image, rows, heads_first)
 
-    return gag_joint_override
+
+def _text_to_front(x: torch.Tensor, text_len: int, dim: int) -> torch.Tensor:
+    """Move the last ``text_len`` entries along ``dim`` to the front (a size-1 dim stays)."""
+    if x.shape[dim] == 1:
+        return x
+    return torch.cat((x.narrow(dim, x.shape[dim] - text_len, text_len), x.narrow(dim, 0, x.shape[dim] - text_len)),
+                     dim)
 
 
-def _add_to_image_rows(out, correction, text_len, rows, heads_first):
-    """Add the (B', H, N_img, d) correction in place to the image-query rows of ``out``
-    (a tensor this adapter owns), which is (B, H, N, d) when ``heads_first`` else (B, N, H·d)."""
+def _text_to_back(x: torch.Tensor, text_len: int, dim: int) -> torch.Tensor:
+    """Inverse of ``_text_to_front``."""
+    return torch.cat((x.narrow(dim, text_len, x.shape[dim] - text_len), x.narrow(dim, 0, text_len)), dim)
+
+
+def _add_to_image_rows(out, correction, image, rows, heads_first):
+    """Add the (B', H, N_img, d) correction in place to the image-query rows ``image`` of
+    ``out`` (a tensor this adapter owns), which is (B, H, N, d) when ``heads_first`` else
+    (B, N, H·d)."""
     correction = (correction if heads_first else merge_heads(correction)).to(out.dtype)
-    image = out[:, :, text_len:] if heads_first else out[:, text_len:]
+    image = out[:, :, image] if heads_first else out[:, image]
     if rows is None:
         image += correction
     else:

@@ -1,0 +1,48 @@
+"""Adapter for separate text cross-attention in DiTs (Wan 2.x, …): image queries × text keys.
+
+Installed through ``override.install``; the architecture table names the block's text
+call (e.g. Wan: self-attention first, then text; Wan 2.1 image-to-video: self-attention,
+CLIP-image tokens, then text), so self-attention and CLIP-image calls run untouched. Every
+key of the text call is a text token (SPEC §1): without another override and with every
+row guided, ``gag_attention`` computes the guided output from one shared score map;
+otherwise the base output (a chained override's, or ComfyUI's backend) gets GAG's
+correction G − D added on the guided rows.
+"""
+
+import dataclasses
+
+from ..gag_core import as_four_dims, gag_attention, gag_correction
+from . import override
+from .gate import merge_heads
+
+
+def install(model_patcher, architecture, settings, selection, gate, observer=None) -> None:
+    """Register the hooks and the override on ``model_patcher`` (a clone).
+
+    ``observer`` (optional, see apply.py) hears about every guided or skipped text call."""
+    override.install(model_patcher, architecture, selection, gate, observer, CrossAdapter(settings.guidance_kwargs()))
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossAdapter:
+    guidance: dict
+
+    @staticmethod
+    def confirms(call) -> bool:
+        """Every key is one of the context's text tokens."""
+        return call.heads_first[1].shape[-2] == call.text_len
+
+    def guide(self, call, rows, stats):
+        qh, kh, vh = call.heads_first
+        mask = as_four_dims(call.mask)
+        to_output = (lambda t: t) if call.heads_first_output else merge_heads
+        if not call.chained and rows is None:
+            return to_output(gag_attention(qh, kh, vh, mask=mask, stats=stats, **self.guidance))
+        out = call.base()
+        if rows is None:
+            return out + to_output(gag_correction(qh, kh, vh, mask=mask, stats=stats, **self.guidance)).to(out.dtype)
+        mask = mask[rows] if mask is not None and mask.shape[0] == qh.shape[0] else mask
+        correction = to_output(gag_correction(qh[rows], kh[rows], vh[rows], mask=mask, stats=stats, **self.guidance))
+        out = out.clone()
+        out[rows] += correction.to(out.dtype)
+        return out
