@@ -11,15 +11,15 @@ the same result to float rounding. Diagnostics (``stats``) always take the PyTor
 which has the per-row retrievals they summarise.
 """
 
+import math
 from typing import NamedTuple
 
 import torch
 
-from . import backends
+from . import backends, execution
 from .alpha_entmax import compute_dtype, finite_floor, sparse_probs
 from .diagnostics import GuidanceStats
 from .guidance import guide
-
 
 class TextRetrievals(NamedTuple):
     """Dense and sparse retrievals over one key set, in the compute dtype.
@@ -45,11 +45,11 @@ def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype, *, finite: bool
 
 
 CHUNK_ELEMENTS = 1 << 19
-"""Score-map elements per query chunk on the CPU (2 MiB in float32). Each chunk's scores,
-both probability maps and the entmax temporaries stay cache-resident, and no tensor of size
-B·H·Nq·Nk is ever allocated."""
+"""Score-map elements per query chunk on the CPU path (2 MiB in float32). Each chunk's
+scores, both probability maps and the entmax temporaries stay cache-resident, and no tensor
+of size B·H·Nq·Nk is ever allocated."""
 DEVICE_CHUNK_ELEMENTS = 1 << 24
-"""The same on accelerators (64 MiB in float32): few, large kernels and few host syncs;
+"""The same on the device path (64 MiB in float32, see execution.py): few, large kernels;
 cache residency matters less there than launch overhead."""
 
 
@@ -87,10 +87,14 @@ def _scores(q, k_scaled_t, bias, out=None):
 
 
 def _query_chunks(q: torch.Tensor, n_keys: int) -> list[slice]:
-    batch_heads = q[..., 0, 0].numel()
-    budget = CHUNK_ELEMENTS if q.device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
-    size = max(1, budget // max(1, batch_heads * n_keys))
-    return [slice(start, start + size) for start in range(0, q.shape[-2], size)]
+    """Query slices within the score budget, as few as fit and of balanced sizes: all equal
+    but the last, which is at most one row per chunk shorter (no 1-row tail)."""
+    n_queries = q.shape[-2]
+    budget = DEVICE_CHUNK_ELEMENTS if execution.device_path(q.device) else CHUNK_ELEMENTS
+    most = max(1, budget // max(1, math.prod(q.shape[:-2]) * n_keys))
+    count = -(-n_queries // most)
+    size = -(-n_queries // max(1, count))
+    return [slice(start, start + size) for start in range(0, n_queries, size)]
 
 
 def _mask_rows(mask: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
@@ -102,17 +106,20 @@ def _mask_rows(mask: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
 class _ChunkBuffers:
     """Buffers reused by every chunk of one call: three of the score map's size (scores,
     dense probabilities, sparse probabilities) and two of the retrievals' size (dense,
-    sparse). A differently sized last chunk gets its own set. So a chunk's retrievals
-    are valid until the next chunk is computed."""
+    sparse). The first (largest) chunk sizes each role; a shorter last chunk gets contiguous
+    views of the same memory. So a chunk's retrievals are valid until the next chunk is
+    computed."""
 
     def __init__(self):
-        self._by_shape = {}
+        self._flat = {}
 
-    def get(self, shape, count, like):
-        key = (tuple(shape), count)
-        if key not in self._by_shape:
-            self._by_shape[key] = tuple(torch.empty(shape, dtype=like.dtype, device=like.device) for _ in range(count))
-        return self._by_shape[key]
+    def get(self, role: str, shape, count: int, like: torch.Tensor) -> tuple:
+        numel = math.prod(shape)
+        flat = self._flat.get(role)
+        if flat is None or flat[0].numel() < numel:
+            flat = self._flat[role] = tuple(torch.empty(numel, dtype=like.dtype, device=like.device)
+                                            for _ in range(count))
+        return tuple(buffer[:numel].view(shape) for buffer in flat)
 
 
 def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers: _ChunkBuffers) -> TextRetrievals:
@@ -124,14 +131,15 @@ def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers: _Chun
     by the solver.
     """
     shape = q.shape[:-1] + k_scaled_t.shape[-1:]
-    scores_buf, probs_buf, sparse_buf = buffers.get(torch.broadcast_shapes(
+    scores_buf, probs_buf, sparse_buf = buffers.get("maps", torch.broadcast_shapes(
         shape, k_scaled_t.shape[:-2] + shape[-2:]), 3, q)
-    dense_out, sparse_out = buffers.get(scores_buf.shape[:-1] + values.shape[-1:], 2, q)
-    scores = _scores(q, k_scaled_t, bias, out=scores_buf)
-    probs = torch.softmax(scores, -1, out=probs_buf)
-    dense = torch.matmul(probs, values, out=dense_out)
-    logsumexp = _logsumexp(scores, probs) if with_logsumexp else None
-    sparse = torch.matmul(sparse_probs(scores, alpha, dense_probs=probs, out=sparse_buf), values, out=sparse_out)
+    dense_out, sparse_out = buffers.get("retrievals", scores_buf.shape[:-1] + values.shape[-1:], 2, q)
+    with execution.ieee_fp32_matmuls():
+        scores = _scores(q, k_scaled_t, bias, out=scores_buf)
+        probs = torch.softmax(scores, -1, out=probs_buf)
+        dense = torch.matmul(probs, values, out=dense_out)
+        logsumexp = _logsumexp(scores, probs) if with_logsumexp else None
+        sparse = torch.matmul(sparse_probs(scores, alpha, dense_probs=probs, out=sparse_buf), values, out=sparse_out)
     return TextRetrievals(dense, sparse, logsumexp)
 
 
@@ -143,11 +151,14 @@ def _logsumexp(scores, probs):
 
 def _rows_without_keys(bias, blocked: float):
     """Query rows whose every key the additive ``bias`` blocks (all entries ≤ ``blocked``:
-    −inf, or the finite floor), (..., Nq or 1, 1) bool; None when there is no such row."""
+    −inf, or the finite floor), (..., Nq or 1, 1) bool; None without a bias, and on the CPU
+    path also when there is no such row (there a host sync is free, and spares the fills)."""
     if bias is None:
         return None
     without_keys = bias.amax(-1, keepdim=True) <= blocked
-    return without_keys if bool(without_keys.any()) else None
+    if execution.device_path(bias.device) or bool(without_keys.any()):
+        return without_keys
+    return None
 
 
 def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
@@ -276,14 +287,15 @@ def _chunked_attention_with_logsumexp(q, k, v, bias):
     values = v.to(dtype)
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:-1], dtype=dtype, device=q.device)
-    size = max(1, FALLBACK_CHUNK_ELEMENTS // max(1, q[..., 0, 0].numel() * k.shape[-2]))
-    for start in range(0, q.shape[-2], size):
-        rows = slice(start, start + size)
-        scores = _scores(q[..., rows, :].to(dtype), k_scaled_t, _mask_rows(bias, rows))
-        chunk_lse = scores.logsumexp(-1, keepdim=True)
-        probs = scores.sub_(torch.where(torch.isfinite(chunk_lse), chunk_lse, 0.0)).exp_()
-        out[..., rows, :] = torch.matmul(probs, values)
-        lse[..., rows] = chunk_lse.squeeze(-1)
+    size = max(1, FALLBACK_CHUNK_ELEMENTS // max(1, math.prod(q.shape[:-2]) * k.shape[-2]))
+    with execution.ieee_fp32_matmuls():
+        for start in range(0, q.shape[-2], size):
+            rows = slice(start, start + size)
+            scores = _scores(q[..., rows, :].to(dtype), k_scaled_t, _mask_rows(bias, rows))
+            chunk_lse = scores.logsumexp(-1, keepdim=True)
+            probs = scores.sub_(torch.where(torch.isfinite(chunk_lse), chunk_lse, 0.0)).exp_()
+            out[..., rows, :] = torch.matmul(probs, values)
+            lse[..., rows] = chunk_lse.squeeze(-1)
     return out, lse
 
 

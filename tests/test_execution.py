@@ -82,3 +82,37 @@ def test_an_inherited_setting_still_follows_the_global_one_afterwards():
 def test_untouched_when_the_user_kept_ieee():
     out = run_isolated(PRECISION_PROBE.format(setup="", after=""))
     assert out.strip() == "['none', 'none'] ['none', 'none'] ['none', 'none']"
+
+
+def test_guided_matmuls_run_in_ieee_on_both_paths_and_the_setting_is_restored():
+    """With TF32 on globally, every float32 matmul of a guided call (the device path forced on
+    CPU tensors, the CPU path, and the dense fallback) sees IEEE precision, and TF32 is on
+    again after the call."""
+    out = run_isolated("""
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+        import gag_core
+        from gag_core import execution
+        from gag_core.attention import _chunked_attention_with_logsumexp
+
+        class Matmuls(TorchDispatchMode):
+            seen = []
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func._schema.name in ("aten::mm", "aten::bmm", "aten::baddbmm", "aten::addmm"):
+                    self.seen.append(torch.backends.cuda.matmul.fp32_precision)
+                return func(*args, **(kwargs or {}))
+
+        torch.set_float32_matmul_precision("high")
+        q, k, v = (torch.randn(1, 2, n, 8) for n in (12, 5, 5))
+        kw = dict(lam=5.0, zeta=0.0, tau=15.0, alpha=1.5, backend="torch")
+        with Matmuls():
+            gag_core.gag_attention(q, k, v, **kw)
+            with execution.forced_device_path():
+                gag_core.gag_attention(q, k, v, **kw)
+                gag_core.gag_joint_attention(q, q, q, text_len=4, **kw)
+            _chunked_attention_with_logsumexp(q, k, v, None)
+        print(sorted(set(Matmuls.seen)), len(Matmuls.seen), torch.backends.cuda.matmul.fp32_precision)
+    """)
+    precisions, count, after = out.strip().rsplit(" ", 2)
+    assert precisions == "['ieee']" and int(count) >= 8
+    assert after == "tf32"
