@@ -4,14 +4,15 @@ Two hooks, both ComfyUI public API, never forked model code:
 - a ``DIFFUSION_MODEL`` wrapper records the text length (``context.shape[1]``) in the
   call's ``transformer_options``;
 - an ``optimized_attention_override`` guides the selected joint blocks with
-  ``gag_joint_attention``: fused SDPA kernels with log-sum-exp (a query-chunked math
-  fallback where none takes the input, e.g. masked calls on CUDA) for text queries and
+  ``gag_joint_attention``: fused SDPA kernels with log-sum-exp (masked ones with an
+  additive bias; a query-chunked math fallback where none takes the input) for text queries and
   for image queries × image keys, and the image-query × text-key block computed
   explicitly and guided (SPEC §2, mass preserving). Tokens are text first in every
   supported model (see architectures.py).
 
 With cond-only guidance on a batch that mixes cond and uncond rows, the dense joint output
-of every row comes from one fused call and the guided rows get ``gag_correction`` added.
+of every row comes from one fused call and the guided rows (whole cond chunks, batch
+slices) get ``gag_correction`` added.
 An override already on the model is chained: it runs for every call GAG does not guide,
 and on guided calls it produces the base output that GAG's correction is added to (the
 log-sum-exp then costs one extra fused dense pass).
@@ -86,27 +87,26 @@ def _make_override(guidance: dict, selection, gate, previous, observer):
             out = out if heads_first else merge_heads(out)
         else:  # the previous override makes the base output; its log-sum-exp needs our own dense pass
             out, lse = base_attention(func, q, k, v, heads, mask, kwargs).clone(), None  # clone: may alias inputs
-        if rows is not None:
-            qh, kh, vh = qh[rows], kh[rows], vh[rows]
-            mask = mask[rows] if mask is not None and mask.shape[0] == q.shape[0] else mask
-            lse = None if lse is None else lse[rows]
-        if lse is None:
-            _, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
-        correction = gag_correction(qh[..., text_len:, :], kh[..., :text_len, :], vh[..., :text_len, :],
-                                    mask=image_text_block(mask, text_len), joint_logsumexp=lse[..., text_len:],
-                                    stats=stats, **guidance)
-        return _add_to_image_rows(out, correction, text_len, rows, heads_first)
+        for part in (slice(None),) if rows is None else rows:
+            q_part, k_part, v_part = qh[part], kh[part], vh[part]
+            mask_part = mask[part] if mask is not None and mask.shape[0] == q.shape[0] else mask
+            if lse is None:
+                lse_part = dense_attention_with_logsumexp(q_part, k_part, v_part, mask_part)[1]
+            else:
+                lse_part = lse[part]
+            correction = gag_correction(q_part[..., text_len:, :], k_part[..., :text_len, :],
+                                        v_part[..., :text_len, :], mask=image_text_block(mask_part, text_len),
+                                        joint_logsumexp=lse_part[..., text_len:], stats=stats, **guidance)
+            _add_to_image_rows(out, correction, text_len, part, heads_first)
+        return out
 
     return gag_joint_override
 
 
-def _add_to_image_rows(out, correction, text_len, rows, heads_first):
-    """Add the (B', H, N_img, d) correction in place to the image-query rows of ``out``
-    (a tensor this adapter owns), which is (B, H, N, d) when ``heads_first`` else (B, N, H·d)."""
+def _add_to_image_rows(out, correction, text_len, part, heads_first):
+    """Add the (B', H, N_img, d) correction in place to the image-query rows of the batch
+    slice ``part`` of ``out`` (a tensor this adapter owns), which is (B, H, N, d) when
+    ``heads_first`` else (B, N, H·d)."""
     correction = (correction if heads_first else merge_heads(correction)).to(out.dtype)
-    image = out[:, :, text_len:] if heads_first else out[:, text_len:]
-    if rows is None:
-        image += correction
-    else:
-        image.index_add_(0, rows.to(out.device), correction)
-    return out
+    image = out[part, :, text_len:] if heads_first else out[part, text_len:]
+    image += correction
