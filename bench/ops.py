@@ -30,6 +30,7 @@ Python wrapper's aten ops plus its launches. On a CPU or meta device the triton 
 import collections
 import contextlib
 import dataclasses
+import os
 from unittest import mock
 
 import torch
@@ -38,7 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from torch.utils._pytree import tree_flatten
 
 import gag_core
-from gag_core import attention, execution
+from gag_core import attention, backends, execution
 
 SYNC_OPS = {
     "aten::_local_scalar_dense": "a scalar read by the host (.item(), bool(), float(), int())",
@@ -279,3 +280,25 @@ def trace_layer(kind: str, shape: tuple, *, where: str = "cpu", dtype: torch.dty
         stack.enter_context(torch.inference_mode())
         trace(function, into=record)
     return record
+
+
+def backends_on(device, dtype: torch.dtype = torch.float32) -> dict:
+    """Each gag_core backend → None when it runs guided layers (α = 1.5, head dim 64) on
+    ``device``, else why not (see gag_core/backends.py)."""
+    q = torch.empty(1, 1, 16, 64, device=device, dtype=dtype)
+    return {"torch": None, "triton": backends.triton_unsupported_reason(q, q, 1.5)}
+
+
+@contextlib.contextmanager
+def triton_interpreter_flag():
+    """``TRITON_INTERPRET=1`` within this context, so that gag_core lets the triton backend
+    take CPU and meta tensors (its kernel launches are only recorded here, never run)."""
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
