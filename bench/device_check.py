@@ -1,11 +1,12 @@
 """``python -m bench.device_check``: accuracy of the GAG attention on an accelerator, in
-every dtype, against the float64 CPU result of the same code (itself checked against the
-``entmax`` package and brute force by the unit tests).
+every dtype and with every gag_core backend that runs there (torch; triton on CUDA with
+triton installed), against the float64 CPU result of the torch code (itself checked
+against the ``entmax`` package and brute force by the unit tests).
 
-For a lent GPU (one short run):  ``python -m bench.device_check --device cuda && python
--m bench --device cuda --dtype bfloat16 && python -m bench --device cuda --dtype float16``.
-Runs on the CPU too (``--device cpu``), which is how the script itself is tested. Exits 1
-when an output is not finite or is further from the reference than its dtype allows.
+For a lent GPU, ``python -m bench.gpu_report`` runs this and the benchmarks in one go.
+Runs on the CPU too (``--device cpu``; the triton backend there only under
+``TRITON_INTERPRET=1``), which is how the script itself is tested. Exits 1 when an output is
+not finite or is further from the reference than its dtype allows.
 """
 
 import argparse
@@ -13,7 +14,7 @@ import sys
 
 import torch
 
-from . import run
+from . import ops, run
 
 SETTINGS = dict(lam=5.0, zeta=0.2, tau=15.0, alpha=1.5)
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 1e-2, torch.float16: 2e-3}
@@ -24,14 +25,15 @@ CASES = [case for case in run.CASES if case["name"].startswith(("P1", "P3"))]
 """The SDXL cross-attention and joint attention shapes of ``python -m bench``."""
 
 
-def run_case(case, device, dtype):
+def run_case(case, device, dtype, backend="torch"):
     """Return (max relative error, finite) of one bench case in ``dtype`` on ``device``."""
     # the bench inputs in ``dtype``, doubled (exactly) for a wider logit spread
     rounded = [t * 2.0 for t in run.inputs(case, torch.device("cpu"), dtype)]
     # the same inputs in float64: only the arithmetic differs
-    reference = run.gag_function(case, *(t.double() for t in rounded), **SETTINGS)()
+    reference = run.gag_function(case, *(t.double() for t in rounded), backend="torch", **SETTINGS)()
     with torch.inference_mode():
-        out = run.gag_function(case, *(t.to(device) for t in rounded), **SETTINGS)().cpu().double()
+        out = run.gag_function(case, *(t.to(device) for t in rounded), backend=backend, **SETTINGS)()
+    out = out.cpu().double()
     error = ((out - reference).abs().max() / reference.abs().max()).item()
     return error, bool(torch.isfinite(out).all())
 
@@ -43,13 +45,18 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     failures = 0
-    for case in CASES:
-        for dtype, tolerance in TOLERANCE.items():
-            error, finite = run_case(case, args.device, dtype)
-            ok = finite and error <= tolerance
-            failures += not ok
-            print(f"{case['name']:<32} {str(dtype):<15} max|diff|/max|ref| {error:.1e} (allowed {tolerance:.0e})"
-                  f"{'' if finite else ', NOT FINITE'}  {'ok' if ok else 'FAIL'}", flush=True)
+    for backend, reason in ops.backends_on(torch.device(args.device)).items():
+        if reason is not None:
+            print(f"backend {backend}: not checked here ({reason})")
+            continue
+        for case in CASES:
+            for dtype, tolerance in TOLERANCE.items():
+                error, finite = run_case(case, args.device, dtype, backend)
+                ok = finite and error <= tolerance
+                failures += not ok
+                print(f"{backend:<7}{case['name']:<32} {str(dtype):<15} max|diff|/max|ref| {error:.1e} "
+                      f"(allowed {tolerance:.0e}){'' if finite else ', NOT FINITE'}  {'ok' if ok else 'FAIL'}",
+                      flush=True)
     return 1 if failures else 0
 
 

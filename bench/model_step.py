@@ -10,14 +10,19 @@ Builds models from ComfyUI's own classes with random weights (std 1/√fan-in, s
   final layers weigh a little more here than there.
 Each is timed over one step of ComfyUI's KSampler (``nodes.common_ksampler``), with and
 without Apply GAG at its defaults (every cross-attention or joint block, α = 1.5), in
-alternation after a warm-up; prints the medians and the overhead.
+alternation after a warm-up; prints the medians and the overhead. ``--backends auto,torch``
+times the GAG model once per gag_core backend (through ``GAG_BACKEND``); ``--profile DIR``
+also writes a ``torch.profiler`` summary of one step of each variant to DIR.
 
 The defaults suit this project's CPU (512² images, 2 threads, a few minutes, ~11 GiB of
-memory for SDXL). On a GPU: ``--device cuda --dtype bfloat16 --size 1024``.
+memory for SDXL). On a GPU: ``--device cuda --dtype bfloat16 --size 1024 --backends
+auto,torch`` (or ``python -m bench.gpu_report``).
 """
 
 import argparse
+import contextlib
 import importlib
+import os
 import statistics
 import time
 
@@ -65,23 +70,65 @@ def build(name: str, size: int, device: torch.device, dtype: torch.dtype):
     return patcher, positive, negative, latent, cfg
 
 
-def time_steps(patchers: dict, positive, negative, latent, cfg, repeats: int) -> tuple[dict, dict]:
-    """Median seconds of one KSampler step for each ModelPatcher, measured in alternation,
-    and the latent each one sampled."""
+@contextlib.contextmanager
+def gag_backend(backend: str | None):
+    """``GAG_BACKEND`` set to ``backend`` within this context (untouched for None)."""
+    previous = os.environ.get("GAG_BACKEND")
+    if backend is not None:
+        os.environ["GAG_BACKEND"] = backend
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("GAG_BACKEND", None)
+        else:
+            os.environ["GAG_BACKEND"] = previous
+
+
+def sampler_step(patcher, positive, negative, latent, cfg):
+    """One KSampler step (euler, simple schedule); returns the sampled latent."""
     import nodes
 
-    def step(patcher):
-        return nodes.common_ksampler(patcher, 0, 1, cfg, "euler", "simple", positive, negative,
-                                     {"samples": latent})[0]["samples"]
+    return nodes.common_ksampler(patcher, 0, 1, cfg, "euler", "simple", positive, negative,
+                                 {"samples": latent})[0]["samples"]
 
-    samples = {name: step(patcher) for name, patcher in patchers.items()}  # also the warm-up
-    times = {name: [] for name in patchers}
+
+def time_steps(variants: dict, positive, negative, latent, cfg, repeats: int) -> tuple[dict, dict]:
+    """Median seconds of one KSampler step for each variant, name → (ModelPatcher, gag_core
+    backend or None), measured in alternation, and the latent each one sampled."""
+    def step(name):
+        patcher, backend = variants[name]
+        with gag_backend(backend):
+            result = sampler_step(patcher, positive, negative, latent, cfg)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return result
+
+    samples = {name: step(name) for name in variants}  # also the warm-up
+    times = {name: [] for name in variants}
     for _ in range(repeats):
-        for name, patcher in patchers.items():
+        for name in variants:
             begin = time.perf_counter()
-            step(patcher)
+            step(name)
             times[name].append(time.perf_counter() - begin)
     return {name: statistics.median(values) for name, values in times.items()}, samples
+
+
+def write_profile(path: str, variant, positive, negative, latent, cfg) -> None:
+    """A ``torch.profiler`` summary (ops by total device time, or CPU time without CUDA) of one
+    KSampler step of ``variant`` (ModelPatcher, backend), written to ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    patcher, backend = variant
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with gag_backend(backend), profile(activities=activities) as profiler:
+        sampler_step(patcher, positive, negative, latent, cfg)
+        if cuda:
+            torch.cuda.synchronize()
+    table = profiler.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=40)
+    with open(path, "w") as file:
+        file.write(table)
 
 
 def main(argv=None):
@@ -92,6 +139,8 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backends", default="auto", help="comma-separated gag_core backends: auto, torch, triton")
+    parser.add_argument("--profile", metavar="DIR", help="write a torch.profiler summary of one step of each variant")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     comfy_host.bootstrap(cpu=args.device == "cpu")
@@ -103,16 +152,25 @@ def main(argv=None):
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, {args.device}, {args.dtype}, {torch.get_num_threads()} threads, "
           f"{args.size}² images, median of {args.repeats} steps")
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     for name in args.models.split(","):
         patcher, positive, negative, latent, cfg = build(name, args.size, device, dtype)
+        guided = apply_gag(patcher)
+        variants = {"plain": (patcher, None)}
+        variants.update({f"GAG ({backend})": (guided, backend) for backend in args.backends.split(",")})
         with torch.inference_mode():
-            timing, samples = time_steps({"plain": patcher, "gag": apply_gag(patcher)}, positive, negative, latent,
-                                         cfg, args.repeats)
-        change = ((samples["gag"] - samples["plain"]).abs().max() / samples["plain"].abs().max()).item()
-        print(f"{name:<5} step plain {timing['plain']:7.3f} s  with GAG {timing['gag']:7.3f} s  "
-              f"overhead {100 * (timing['gag'] / timing['plain'] - 1):+5.1f} %  "
-              f"(GAG changed the latent by {change:.1e} of its scale)", flush=True)
-        del patcher
+            timing, samples = time_steps(variants, positive, negative, latent, cfg, args.repeats)
+            for variant in variants if args.profile else ():
+                label = variant.lower().replace(" ", "_").replace("(", "").replace(")", "")
+                write_profile(os.path.join(args.profile, f"profile_{name}_{label}.txt"), variants[variant],
+                              positive, negative, latent, cfg)
+        for variant in list(variants)[1:]:
+            change = ((samples[variant] - samples["plain"]).abs().max() / samples["plain"].abs().max()).item()
+            print(f"{name:<5} step plain {timing['plain']:7.3f} s  with {variant} {timing[variant]:7.3f} s  "
+                  f"overhead {100 * (timing[variant] / timing['plain'] - 1):+5.1f} %  "
+                  f"(GAG changed the latent by {change:.1e} of its scale)", flush=True)
+        del patcher, guided, variants
 
 
 if __name__ == "__main__":

@@ -3,19 +3,27 @@
 Prints one line per case: our median time, the baseline's, their ratio with the spread
 of per-block ratios (see bench/measure.py), and the peak memory each call adds (CPU: measured in a fresh
 process, see bench/memory.py; CUDA: the allocator's peak). CPU runs use 2 threads unless
-``--threads`` says otherwise; ``--device cuda --dtype bfloat16`` runs the same cases on a GPU.
+``--threads`` says otherwise; ``--device cuda --dtype bfloat16`` runs the same cases on a GPU,
+``--backend`` picks gag_core's backend (auto: Triton on CUDA when available).
+
+Then, per guided layer of each case and per backend, the op audit (bench/ops.py): aten
+kernels launched, host syncs, and the MiB those kernels read and write. On a GPU each
+backend that runs there is traced; on the CPU the CPU path this run timed, and the CUDA code
+path of both backends traced with shape-only tensors (what a GPU would be sent).
 """
 
 import argparse
 import os
 import subprocess
 import sys
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
 import gag_core
 
+from . import ops
 from .measure import cuda_peak_mib, time_pair
 from .naive import naive_gag_attention
 
@@ -57,8 +65,8 @@ def gag_function(case, q, k, v, **settings):
     return lambda: gag_core.gag_attention(q, k, v, **settings)
 
 
-def functions(case, q, k, v):
-    ours = gag_function(case, q, k, v, alpha=1.5, **DEFAULTS)
+def functions(case, q, k, v, backend="auto"):
+    ours = gag_function(case, q, k, v, alpha=1.5, backend=backend, **DEFAULTS)
     if case["kind"] == "joint":
         return ours, lambda: F.scaled_dot_product_attention(q, k, v), None
     if case.get("baseline") == "naive":
@@ -78,18 +86,20 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="run only cases whose name contains this text")
     parser.add_argument("--compile", action="store_true",
                         help="opt-in torch.compile path of the entmax solver (gag_core.set_compile)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
+    parser.add_argument("--no-ops", action="store_true", help="skip the op audit per guided layer")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     gag_core.set_compile(args.compile)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"torch {torch.__version__}, {args.device}, {args.dtype}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}, entmax solver {'compiled' if args.compile else 'eager'}")
-    for case in CASES:
-        if args.only and args.only not in case["name"]:
-            continue
+          f"median of {args.repeats}, entmax solver {'compiled' if args.compile else 'eager'}, "
+          f"backend {args.backend}")
+    cases = [case for case in CASES if args.only in case["name"]]
+    for case in cases:
         q, k, v = inputs(case, device, dtype)
-        ours, baseline, max_diff = functions(case, q, k, v)
+        ours, baseline, max_diff = functions(case, q, k, v, args.backend)
         with torch.inference_mode():
             timing = time_pair(lambda: (ours(), sync()), lambda: (baseline(), sync()),
                                repeats=case.get("repeats", args.repeats))
@@ -101,6 +111,33 @@ def main(argv=None):
         if max_diff is not None:
             line += f"  speedup {timing['baseline'] / timing['ours']:.1f}x, max|diff|/max|out| {max_diff:.1e}"
         print(line, flush=True)
+    if not args.no_ops:
+        print_op_audit(cases, device, dtype)
+
+
+def print_op_audit(cases, device: torch.device, dtype: torch.dtype) -> None:
+    """The op audit of each distinct guided layer of ``cases`` (see the module doc)."""
+    print("ops per guided layer: aten kernels, host syncs, MiB read + written by the kernels")
+    if device.type == "cuda":
+        audits = [(backend, "cuda", f"{backend}") for backend, reason in ops.backends_on(device, dtype).items()
+                  if reason is None]
+    else:
+        audits = [("torch", "cpu", "torch, CPU path (timed above)"),
+                  ("torch", "cuda (meta)", "torch, device path as sent to a CUDA GPU"),
+                  ("triton", "cuda (meta)", "triton, wrapper and launches as sent to a CUDA GPU")]
+    seen = set()
+    for case in cases:
+        kind = "cross" if case["kind"] == "cross" else "joint"
+        if (kind, case["shape"]) in seen:
+            continue
+        seen.add((kind, case["shape"]))
+        for backend, where, label in audits:
+            try:
+                with ops.triton_interpreter_flag() if backend == "triton" and where != "cuda" else nullcontext():
+                    summary = ops.trace_layer(kind, case["shape"], where=where, dtype=dtype, backend=backend).summary()
+            except (ImportError, ValueError) as error:  # e.g. triton missing
+                summary = f"not traced ({error})"
+            print(f"  {case['name']:<34} {label:<52} {summary}", flush=True)
 
 
 def _cpu_peaks(name, args):

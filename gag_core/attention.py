@@ -11,16 +11,21 @@ the same result to float rounding. Diagnostics (``stats``) always take the PyTor
 which has the per-row retrievals they summarise.
 """
 
+import logging
+import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend
 
-from . import backends
+from . import backends, execution
 from .alpha_entmax import compute_dtype, finite_floor, sparse_probs
 from .diagnostics import GuidanceStats
 from .guidance import guide
 from .settings import check_guidance
 
+log = logging.getLogger(__name__)
 
 class TextRetrievals(NamedTuple):
     """Dense and sparse retrievals over one key set, in the compute dtype.
@@ -55,11 +60,11 @@ def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype, *, finite: bool
 
 
 CHUNK_ELEMENTS = 1 << 19
-"""Score-map elements per query chunk on the CPU (2 MiB in float32). Each chunk's scores,
-both probability maps and the entmax temporaries stay cache-resident, and no tensor of size
-B·H·Nq·Nk is ever allocated."""
+"""Score-map elements per query chunk on the CPU path (2 MiB in float32). Each chunk's
+scores, both probability maps and the entmax temporaries stay cache-resident, and no tensor
+of size B·H·Nq·Nk is ever allocated."""
 DEVICE_CHUNK_ELEMENTS = 1 << 24
-"""The same on accelerators (64 MiB in float32): few, large kernels and few host syncs;
+"""The same on the device path (64 MiB in float32, see execution.py): few, large kernels;
 cache residency matters less there than launch overhead."""
 
 
@@ -97,10 +102,14 @@ def _scores(q, k_scaled_t, bias, out=None):
 
 
 def _query_chunks(q: torch.Tensor, n_keys: int) -> list[slice]:
-    batch_heads = q[..., 0, 0].numel()
-    budget = CHUNK_ELEMENTS if q.device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
-    size = max(1, budget // max(1, batch_heads * n_keys))
-    return [slice(start, start + size) for start in range(0, q.shape[-2], size)]
+    """Query slices within the score budget, as few as fit and of balanced sizes: all equal
+    but the last, which is at most one row per chunk shorter (no 1-row tail)."""
+    n_queries = q.shape[-2]
+    budget = DEVICE_CHUNK_ELEMENTS if execution.device_path(q.device) else CHUNK_ELEMENTS
+    most = max(1, budget // max(1, math.prod(q.shape[:-2]) * n_keys))
+    count = -(-n_queries // most)
+    size = -(-n_queries // max(1, count))
+    return [slice(start, start + size) for start in range(0, n_queries, size)]
 
 
 def _mask_rows(mask: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
@@ -112,17 +121,20 @@ def _mask_rows(mask: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
 class _ChunkBuffers:
     """Buffers reused by every chunk of one call: three of the score map's size (scores,
     dense probabilities, sparse probabilities) and two of the retrievals' size (dense,
-    sparse). A differently sized last chunk gets its own set. So a chunk's retrievals
-    are valid until the next chunk is computed."""
+    sparse). The first (largest) chunk sizes each role; a shorter last chunk gets contiguous
+    views of the same memory. So a chunk's retrievals are valid until the next chunk is
+    computed."""
 
     def __init__(self):
-        self._by_shape = {}
+        self._flat = {}
 
-    def get(self, shape, count, like):
-        key = (tuple(shape), count)
-        if key not in self._by_shape:
-            self._by_shape[key] = tuple(torch.empty(shape, dtype=like.dtype, device=like.device) for _ in range(count))
-        return self._by_shape[key]
+    def get(self, role: str, shape, count: int, like: torch.Tensor) -> tuple:
+        numel = math.prod(shape)
+        flat = self._flat.get(role)
+        if flat is None or flat[0].numel() < numel:
+            flat = self._flat[role] = tuple(torch.empty(numel, dtype=like.dtype, device=like.device)
+                                            for _ in range(count))
+        return tuple(buffer[:numel].view(shape) for buffer in flat)
 
 
 def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers: _ChunkBuffers) -> TextRetrievals:
@@ -134,14 +146,15 @@ def _retrieve(q, k_scaled_t, values, alpha, bias, with_logsumexp, buffers: _Chun
     by the solver.
     """
     shape = q.shape[:-1] + k_scaled_t.shape[-1:]
-    scores_buf, probs_buf, sparse_buf = buffers.get(torch.broadcast_shapes(
+    scores_buf, probs_buf, sparse_buf = buffers.get("maps", torch.broadcast_shapes(
         shape, k_scaled_t.shape[:-2] + shape[-2:]), 3, q)
-    dense_out, sparse_out = buffers.get(scores_buf.shape[:-1] + values.shape[-1:], 2, q)
-    scores = _scores(q, k_scaled_t, bias, out=scores_buf)
-    probs = torch.softmax(scores, -1, out=probs_buf)
-    dense = torch.matmul(probs, values, out=dense_out)
-    logsumexp = _logsumexp(scores, probs) if with_logsumexp else None
-    sparse = torch.matmul(sparse_probs(scores, alpha, dense_probs=probs, out=sparse_buf), values, out=sparse_out)
+    dense_out, sparse_out = buffers.get("retrievals", scores_buf.shape[:-1] + values.shape[-1:], 2, q)
+    with execution.ieee_fp32_matmuls():
+        scores = _scores(q, k_scaled_t, bias, out=scores_buf)
+        probs = torch.softmax(scores, -1, out=probs_buf)
+        dense = torch.matmul(probs, values, out=dense_out)
+        logsumexp = _logsumexp(scores, probs) if with_logsumexp else None
+        sparse = torch.matmul(sparse_probs(scores, alpha, dense_probs=probs, out=sparse_buf), values, out=sparse_out)
     return TextRetrievals(dense, sparse, logsumexp)
 
 
@@ -153,11 +166,14 @@ def _logsumexp(scores, probs):
 
 def _rows_without_keys(bias, blocked: float):
     """Query rows whose every key the additive ``bias`` blocks (all entries ≤ ``blocked``:
-    −inf, or the finite floor), (..., Nq or 1, 1) bool; None when there is no such row."""
+    −inf, or the finite floor), (..., Nq or 1, 1) bool; None without a bias, and on the CPU
+    path also when there is no such row (there a host sync is free, and spares the fills)."""
     if bias is None:
         return None
     without_keys = bias.amax(-1, keepdim=True) <= blocked
-    return without_keys if bool(without_keys.any()) else None
+    if execution.device_path(bias.device) or bool(without_keys.any()):
+        return without_keys
+    return None
 
 
 def _guided_chunks(q, k, v, alpha, mask, with_logsumexp):
@@ -282,27 +298,132 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
     """Softmax attention (B, H, Nq, d) in q's dtype and its log-normaliser (B, H, Nq) in float32
     (float64 for float64 input).
 
-    Uses PyTorch's fused kernels that return the log-sum-exp (CPU flash attention, CUDA
-    memory-efficient attention without a mask) so that no (Nq × Nk) matrix is built in
-    Python; other devices, masked CUDA calls and inputs a kernel refuses use a query-chunked
-    math fallback. Query rows with every key masked get output 0 and log-normaliser −inf.
+    Uses PyTorch's fused kernels that return the log-sum-exp, so that no (Nq × Nk) matrix is
+    built in Python (see ``_fused_with_logsumexp``: the CPU flash kernel; on CUDA flash, cuDNN
+    or memory-efficient attention, masked calls the memory-efficient kernel with an additive
+    bias); inputs no fused kernel takes (other devices, float64, …) use a query-chunked math
+    fallback. Query rows with every key masked get output 0 and log-normaliser −inf, whatever
+    the kernel gave them.
     """
     bias = additive_mask(as_four_dims(mask), q.dtype)
     if q.shape[-2] == 0 or k.shape[-2] == 0:  # the fused CPU kernel crashes on empty inputs
         return (torch.zeros(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device),
                 torch.full(q.shape[:-1], float("-inf"), dtype=compute_dtype(q.dtype), device=q.device))
-    if q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
-        # the kernel reports 0 as the log-normaliser of a row with every key masked
-        without_keys = _rows_without_keys(bias, float("-inf"))
-        return out, lse if without_keys is None else lse.masked_fill(without_keys.squeeze(-1), float("-inf"))
-    if q.device.type == "cuda" and bias is None:
-        try:
-            out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)
-            return out, lse[..., : q.shape[-2]].float()
-        except RuntimeError:  # e.g. a head size or dtype the kernel does not support
-            pass
-    return _chunked_attention_with_logsumexp(q, k, v, bias)
+    fused = _fused_with_logsumexp(q, k, v, bias)
+    if fused is None:
+        return _chunked_attention_with_logsumexp(q, k, v, bias)
+    out, lse = fused
+    if bias is not None:  # no host sync: every fused result goes through the fill
+        without_keys = bias.amax(-1) == float("-inf")
+        out = out.masked_fill(without_keys.unsqueeze(-1), 0.0)
+        lse = lse.masked_fill(without_keys, float("-inf"))
+    return out, lse
+
+
+CUDA_DEVICE_TYPES = ("cuda",)
+"""Devices whose tensors go to PyTorch's fused CUDA kernels. The op audit (bench/ops.py)
+adds "meta" to trace the CUDA code path with shape-only tensors on a machine without a GPU."""
+UNRECOVERABLE_ERRORS = tuple(error for error in (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+                                                  getattr(torch, "AcceleratorError", None)) if error is not None)
+"""Errors of a fused kernel that are re-raised, never taken for "this kernel does not take
+this input": the math fallback would need more memory, or the device is in an error state."""
+
+
+def _fused_with_logsumexp(q, k, v, bias) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(output, log-sum-exp (B, H, Nq) float32) from a fused PyTorch kernel, or None when
+    none takes this call. ``bias``: additive, q's dtype, 4-D, −inf where a key is masked; the
+    CUDA kernels get it aligned (``_aligned_bias``)."""
+    if q.device.type == "cpu":
+        if q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            return None
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
+    if q.device.type not in CUDA_DEVICE_TYPES:
+        return None
+    bias = None if bias is None else _aligned_bias(bias, q, k)
+    kernel = CUDA_KERNELS.get(_cuda_backend(q, k, v, bias))
+    if kernel is None:
+        return None
+    try:
+        return kernel(q, k, v, bias)
+    except UNRECOVERABLE_ERRORS:
+        raise
+    except RuntimeError as error:  # a constraint the backend checks did not cover
+        _log_fallback_once(kernel.__name__, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return None
+
+
+def _cuda_backend(q, k, v, bias) -> SDPBackend | None:
+    """The fused CUDA kernel for this call. Unmasked: the one PyTorch's SDPA itself picks (its
+    support rules and the user's ``torch.backends.cuda.enable_*_sdp`` settings). Masked: the
+    memory-efficient kernel, the one PyTorch's SDPA pairs with −inf biases (cuDNN needs a
+    finite stand-in), when the user allows it and it takes the input; else None."""
+    if bias is None:
+        return SDPBackend(torch._fused_sdp_choice(q, k, v))
+    cuda = torch.backends.cuda
+    params = cuda.SDPAParams(q, k, v, bias, 0.0, False, False)
+    if cuda.mem_efficient_sdp_enabled() and cuda.can_use_efficient_attention(params):
+        return SDPBackend.EFFICIENT_ATTENTION
+    return None
+
+
+FLASH_HEAD_DIM_MULTIPLE = 8
+"""The flash kernel takes head dims in multiples of 8; PyTorch's SDPA zero-pads the others."""
+BIAS_ALIGNMENT = 8
+"""Strides (in elements) the memory-efficient kernel needs of an additive bias, but the last
+(which must be 1): PyTorch's SDPA pads the bias the same way before calling it
+(``preprocess_mask`` in aten/src/ATen/native/transformers/attention.cpp)."""
+
+
+def _flash_with_logsumexp(q, k, v, bias):
+    """Flash attention (fp16/bf16, no mask) with its log-sum-exp (B, H, Nq) float32."""
+    head_dim = q.shape[-1]
+    pad = -head_dim % FLASH_HEAD_DIM_MULTIPLE
+    if pad:  # zeros in the extra dims change neither the scores nor the output's first dims
+        q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, scale=head_dim ** -0.5)[:2]
+    return out[..., :head_dim], lse
+
+
+def _cudnn_with_logsumexp(q, k, v, bias):
+    """cuDNN attention with its log-sum-exp, reshaped from (B, H, Nq, 1) to (B, H, Nq)."""
+    out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, bias, True)[:2]
+    return out, lse.reshape(q.shape[:-1])
+
+
+def _efficient_with_logsumexp(q, k, v, bias):
+    """Memory-efficient attention, with an optional additive bias (aligned), and its
+    log-sum-exp; the kernel pads the log-sum-exp's query dim to a multiple of 32, sliced off
+    here."""
+    out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True)[:2]
+    return out, lse[..., : q.shape[-2]]
+
+
+CUDA_KERNELS = {SDPBackend.FLASH_ATTENTION: _flash_with_logsumexp,
+                SDPBackend.CUDNN_ATTENTION: _cudnn_with_logsumexp,
+                SDPBackend.EFFICIENT_ATTENTION: _efficient_with_logsumexp}
+"""The fused CUDA kernels that return the log-sum-exp, by SDPA backend. None of them has
+run on a GPU in this project's tests yet (no GPU was available): the calls follow the op
+schemas of torch 2.13, and the dispatch is tested with shape-only "meta" tensors, which
+run the kernels' meta functions (tests/test_attention_dispatch.py)."""
+
+
+def _aligned_bias(bias, q, k):
+    """The additive bias as the memory-efficient kernel takes it: (B, H, Nq, Nk), q's dtype,
+    last dim contiguous and every other stride a multiple of BIAS_ALIGNMENT (padded memory,
+    sliced back to Nk), broadcast dims expanded with stride 0."""
+    if bias.stride(-1) != 1 or any(stride % BIAS_ALIGNMENT for stride in bias.stride()[:-1]):
+        n_keys = bias.shape[-1]
+        bias = F.pad(bias, (0, -n_keys % BIAS_ALIGNMENT or BIAS_ALIGNMENT))[..., :n_keys]
+    return bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+
+
+_fallbacks_logged = set()
+
+
+def _log_fallback_once(kernel: str, reason: str) -> None:
+    if kernel not in _fallbacks_logged:
+        _fallbacks_logged.add(kernel)
+        log.warning("GAG: %s refused a dense attention call (%s); using the chunked math fallback", kernel, reason)
 
 
 def _chunked_attention_with_logsumexp(q, k, v, bias):
@@ -311,14 +432,15 @@ def _chunked_attention_with_logsumexp(q, k, v, bias):
     values = v.to(dtype)
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:-1], dtype=dtype, device=q.device)
-    size = max(1, FALLBACK_CHUNK_ELEMENTS // max(1, q[..., 0, 0].numel() * k.shape[-2]))
-    for start in range(0, q.shape[-2], size):
-        rows = slice(start, start + size)
-        scores = _scores(q[..., rows, :].to(dtype), k_scaled_t, _mask_rows(bias, rows))
-        chunk_lse = scores.logsumexp(-1, keepdim=True)
-        probs = scores.sub_(torch.where(torch.isfinite(chunk_lse), chunk_lse, 0.0)).exp_()
-        out[..., rows, :] = torch.matmul(probs, values)
-        lse[..., rows] = chunk_lse.squeeze(-1)
+    size = max(1, FALLBACK_CHUNK_ELEMENTS // max(1, math.prod(q.shape[:-2]) * k.shape[-2]))
+    with execution.ieee_fp32_matmuls():
+        for start in range(0, q.shape[-2], size):
+            rows = slice(start, start + size)
+            scores = _scores(q[..., rows, :].to(dtype), k_scaled_t, _mask_rows(bias, rows))
+            chunk_lse = scores.logsumexp(-1, keepdim=True)
+            probs = scores.sub_(torch.where(torch.isfinite(chunk_lse), chunk_lse, 0.0)).exp_()
+            out[..., rows, :] = torch.matmul(probs, values)
+            lse[..., rows] = chunk_lse.squeeze(-1)
     return out, lse
 
 

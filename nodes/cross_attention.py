@@ -41,8 +41,9 @@ class CrossAdapter:
         out = call.base()
         if rows is None:
             return out + to_output(gag_correction(qh, kh, vh, mask=mask, stats=stats, **self.guidance)).to(out.dtype)
-        mask = mask[rows] if mask is not None and mask.shape[0] == qh.shape[0] else mask
-        correction = to_output(gag_correction(qh[rows], kh[rows], vh[rows], mask=mask, stats=stats, **self.guidance))
-        out = out.clone()
-        out[rows] += correction.to(out.dtype)
+        out = out.clone()  # the base output may be another patch's tensor
+        for part in rows:  # whole cond chunks: batch slices
+            mask_part = mask[part] if mask is not None and mask.shape[0] == qh.shape[0] else mask
+            correction = gag_correction(qh[part], kh[part], vh[part], mask=mask_part, stats=stats, **self.guidance)
+            out[part] += to_output(correction).to(out.dtype)
         return out

@@ -27,6 +27,9 @@ class GuidanceGate:
                    float(sampling.percent_to_sigma(end_percent)), cond_only)
 
     def in_window(self, transformer_options: dict) -> bool:
+        """Whether this model evaluation's sigma is in the step window. Reading the sigma is
+        a device→host sync on GPUs: once per model evaluation (cached on the ``sigmas``
+        tensor), not per layer, which is what the samplers themselves do every step."""
         sigmas = transformer_options.get("sigmas")
         if sigmas is None:
             return True
@@ -35,8 +38,10 @@ class GuidanceGate:
             self._last[:] = [sigmas, self.sigma_end <= sigma <= self.sigma_start]
         return self._last[1]
 
-    def rows(self, transformer_options: dict, batch: int) -> torch.Tensor | None:
-        """Batch rows to guide: None for all rows, else an index tensor (possibly empty).
+    def rows(self, transformer_options: dict, batch: int) -> tuple[slice, ...] | None:
+        """Batch rows to guide: None for all rows, else slices of whole cond chunks (adjacent
+        ones merged; possibly none). Slices keep the adapters on views of the batch, with no
+        index tensor to copy to the device and no gather or scatter.
 
         With cond_only, a batch whose cond/uncond layout cannot be read (no
         ``cond_or_uncond``, or a batch that does not split into its chunks) is not guided at
@@ -45,20 +50,27 @@ class GuidanceGate:
             return None
         chunks = transformer_options.get("cond_or_uncond")
         if not chunks or batch % len(chunks):
-            return torch.zeros(0, dtype=torch.long)
+            return ()
         if all(kind == COND for kind in chunks):  # e.g. CFG 1: every row is conditional
             return None
         per_chunk = batch // len(chunks)
-        rows = [i * per_chunk + j for i, kind in enumerate(chunks) if kind == COND for j in range(per_chunk)]
-        return torch.tensor(rows, dtype=torch.long)
-
+        parts = []
+        for index, kind in enumerate(chunks):
+            start = index * per_chunk
+            if kind != COND:
+                continue
+            if parts and parts[-1].stop == start:
+                parts[-1] = slice(parts[-1].start, start + per_chunk)
+            else:
+                parts.append(slice(start, start + per_chunk))
+        return tuple(parts)
 
     def admit(self, transformer_options: dict, batch: int, observer):
         """Decide one attention call: None when it runs unguided (outside the window, or no
         row to guide), else ``(rows, stats)`` for ``rows()`` and the ``GuidanceStats`` the
         observer wants filled (None without one). The observer hears about both outcomes."""
         rows = self.rows(transformer_options, batch)
-        if not self.in_window(transformer_options) or (rows is not None and rows.numel() == 0):
+        if not self.in_window(transformer_options) or rows == ():
             if observer is not None:
                 observer.skipped(transformer_options)
             return None

@@ -13,7 +13,8 @@ equivariant under reordering queries together with keys, and the copy costs O(N�
 against the call's O(N²·d).
 
 With cond-only guidance on a batch that mixes cond and uncond rows, the dense joint output
-of every row comes from one fused call and the guided rows get ``gag_correction`` added.
+of every row comes from one fused call and the guided rows (whole cond chunks, batch
+slices) get ``gag_correction`` added.
 An override already on the model is chained: on guided calls it produces the base output
 that GAG's correction is added to (the log-sum-exp then costs one extra fused dense pass).
 """
@@ -70,18 +71,17 @@ class JointAdapter:
             out, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
             out = _text_to_back(out, text_len, -2) if self.text_last else out
             out = out if heads_first else merge_heads(out)
-        if rows is not None:
-            batch = qh.shape[0]
-            qh, kh, vh = qh[rows], kh[rows], vh[rows]
-            mask = mask[rows] if mask is not None and mask.shape[0] == batch else mask
-            lse = None if lse is None else lse[rows]
-        if lse is None:
-            _, lse = dense_attention_with_logsumexp(qh, kh, vh, mask)
-        correction = gag_correction(qh[..., text_len:, :], kh[..., :text_len, :], vh[..., :text_len, :],
-                                    mask=image_text_block(mask, text_len), joint_logsumexp=lse[..., text_len:],
-                                    stats=stats, **self.guidance)
         image = slice(None, -text_len) if self.text_last else slice(text_len, None)
-        return _add_to_image_rows(out, correction, image, rows, heads_first)
+        for part in (slice(None),) if rows is None else rows:
+            q_part, k_part, v_part = qh[part], kh[part], vh[part]
+            mask_part = mask[part] if mask is not None and mask.shape[0] == qh.shape[0] else mask
+            lse_part = dense_attention_with_logsumexp(q_part, k_part, v_part, mask_part)[1] if lse is None \
+                else lse[part]
+            correction = gag_correction(q_part[..., text_len:, :], k_part[..., :text_len, :],
+                                        v_part[..., :text_len, :], mask=image_text_block(mask_part, text_len),
+                                        joint_logsumexp=lse_part[..., text_len:], stats=stats, **self.guidance)
+            _add_to_image_rows(out, correction, image, part, heads_first)
+        return out
 
 
 def _text_to_front(x: torch.Tensor, text_len: int, dim: int) -> torch.Tensor:
@@ -97,14 +97,10 @@ def _text_to_back(x: torch.Tensor, text_len: int, dim: int) -> torch.Tensor:
     return torch.cat((x.narrow(dim, text_len, x.shape[dim] - text_len), x.narrow(dim, 0, text_len)), dim)
 
 
-def _add_to_image_rows(out, correction, image, rows, heads_first):
-    """Add the (B', H, N_img, d) correction in place to the image-query rows ``image`` of
-    ``out`` (a tensor this adapter owns), which is (B, H, N, d) when ``heads_first`` else
-    (B, N, H·d)."""
+def _add_to_image_rows(out, correction, image, part, heads_first):
+    """Add the (B', H, N_img, d) correction in place to the image-query rows ``image`` of the
+    batch slice ``part`` of ``out`` (a tensor this adapter owns), which is (B, H, N, d) when
+    ``heads_first`` else (B, N, H·d)."""
     correction = (correction if heads_first else merge_heads(correction)).to(out.dtype)
-    image = out[:, :, image] if heads_first else out[:, image]
-    if rows is None:
-        image += correction
-    else:
-        image.index_add_(0, rows.to(out.device), correction)
-    return out
+    target = out[part, :, image] if heads_first else out[part, image]
+    target += correction

@@ -62,7 +62,10 @@ def _make_replacement(guidance: dict, gate, previous, observer):
         out = base_attention(q, k, v, extra_options)
         if rows is None:
             return out + merge_heads(gag_correction(qh, kh, vh, stats=stats, **guidance)).to(out.dtype)
-        correction = merge_heads(gag_correction(qh[rows], kh[rows], vh[rows], stats=stats, **guidance))
-        return out.index_add(0, rows.to(out.device), correction.to(out.dtype))
+        out = out.clone()  # the base output may be another patch's tensor
+        for part in rows:
+            correction = gag_correction(qh[part], kh[part], vh[part], stats=stats, **guidance)
+            out[part] += merge_heads(correction).to(out.dtype)
+        return out
 
     return gag_attn2

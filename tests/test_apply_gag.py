@@ -295,10 +295,12 @@ def test_cond_only_never_guides_rows_it_cannot_identify(pack):
     from comfyui_gag.nodes.gate import GuidanceGate
 
     gate = GuidanceGate(sigma_start=1e9, sigma_end=0.0, cond_only=True)
-    assert gate.rows({}, 4).numel() == 0                         # layout unknown: guide nothing
-    assert gate.rows({"cond_or_uncond": [0, 1]}, 3).numel() == 0  # batch does not split into chunks
-    assert gate.rows({"cond_or_uncond": [0]}, 2) is None          # CFG 1: all rows are cond
-    assert gate.rows({"cond_or_uncond": [1, 0]}, 4).tolist() == [2, 3]
+    assert gate.rows({}, 4) == ()                                  # layout unknown: guide nothing
+    assert gate.rows({"cond_or_uncond": [0, 1]}, 3) == ()           # batch does not split into chunks
+    assert gate.rows({"cond_or_uncond": [0]}, 2) is None            # CFG 1: all rows are cond
+    assert gate.rows({"cond_or_uncond": [1, 0]}, 4) == (slice(2, 4),)
+    assert gate.rows({"cond_or_uncond": [0, 0, 1]}, 6) == (slice(0, 4),)  # adjacent cond chunks: one slice
+    assert gate.rows({"cond_or_uncond": [0, 1, 0]}, 3) == (slice(0, 1), slice(2, 3))
     assert GuidanceGate(1e9, 0.0, cond_only=False).rows({"cond_or_uncond": [1, 0]}, 4) is None
 
 

@@ -1,9 +1,14 @@
-"""GAG attention, correction and joint attention against float64 brute force."""
+"""GAG attention, correction and joint attention against float64 brute force.
+
+Tests that take the ``torch_path`` fixture run on the CPU path and on the device path (no
+host sync; forced on CPU tensors, see gag_core/execution.py).
+"""
 
 import pytest
 import torch
 
 import gag_core
+from gag_core import execution
 from gag_reference import reference_cross_attention, reference_joint_attention
 
 SETTINGS = [
@@ -15,6 +20,15 @@ SETTINGS = [
 ]
 
 
+@pytest.fixture(params=["cpu path", "device path"])
+def torch_path(request):
+    if request.param == "device path":
+        with execution.forced_device_path():
+            yield request.param
+    else:
+        yield request.param
+
+
 def qkv(seed, b=2, h=3, nq=40, nk=13, d=16, dtype=torch.float32, scale=2.0):
     g = torch.Generator().manual_seed(seed)
     make = lambda n: (torch.randn(b, h, n, d, generator=g) * scale).to(dtype)  # noqa: E731
@@ -22,7 +36,7 @@ def qkv(seed, b=2, h=3, nq=40, nk=13, d=16, dtype=torch.float32, scale=2.0):
 
 
 @pytest.mark.parametrize("params", SETTINGS)
-def test_cross_attention_matches_reference(params):
+def test_cross_attention_matches_reference(params, torch_path):
     q, k, v = qkv(seed=1)
     out = gag_core.gag_attention(q, k, v, **params)
     assert out.shape == q.shape and out.dtype == q.dtype
@@ -30,7 +44,7 @@ def test_cross_attention_matches_reference(params):
 
 
 @pytest.mark.parametrize("mask_kind", ["bool", "additive"])
-def test_cross_attention_masks(mask_kind):
+def test_cross_attention_masks(mask_kind, torch_path):
     q, k, v = qkv(seed=2)
     keep = torch.rand(2, 1, 1, 13, generator=torch.Generator().manual_seed(3)) > 0.3
     keep[..., 0] = True
@@ -46,7 +60,7 @@ def test_alpha_one_gives_dense_attention():
     torch.testing.assert_close(out, torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
 
 
-def test_correction_plus_dense_is_gag_attention():
+def test_correction_plus_dense_is_gag_attention(torch_path):
     q, k, v = qkv(seed=5)
     dense = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     correction = gag_core.gag_correction(q, k, v, **SETTINGS[1])
@@ -54,7 +68,7 @@ def test_correction_plus_dense_is_gag_attention():
 
 
 @pytest.mark.parametrize("params", SETTINGS)
-def test_joint_attention_matches_reference(params):
+def test_joint_attention_matches_reference(params, torch_path):
     text_len = 9
     q, k, v = qkv(seed=6, nq=30, nk=30)
     out = gag_core.gag_joint_attention(q, k, v, text_len=text_len, **params)
@@ -65,7 +79,7 @@ def test_joint_attention_matches_reference(params):
     torch.testing.assert_close(out[..., :text_len, :], plain[..., :text_len, :], atol=1e-5, rtol=1e-5)
 
 
-def test_joint_attention_with_masks_matches_reference():
+def test_joint_attention_with_masks_matches_reference(torch_path):
     """A random key mask, plus image queries that see no image key (all their mass is on
     the text) and one that sees no text key (nothing to guide)."""
     text_len = 9
@@ -80,7 +94,7 @@ def test_joint_attention_with_masks_matches_reference():
         torch.testing.assert_close(out.double(), reference, atol=2e-5, rtol=1e-5)
 
 
-def test_joint_attention_rows_without_keys_are_zero():
+def test_joint_attention_rows_without_keys_are_zero(torch_path):
     q, k, v = qkv(seed=15, nq=30, nk=30)
     keep = torch.ones(1, 1, 30, 30, dtype=torch.bool)
     keep[..., 3, :] = keep[..., 20, :] = False  # a text query and an image query
@@ -89,7 +103,7 @@ def test_joint_attention_rows_without_keys_are_zero():
     assert torch.equal(out[..., [3, 20], :], torch.zeros_like(out[..., [3, 20], :]))
 
 
-def test_correction_of_rows_without_keys_is_zero():
+def test_correction_of_rows_without_keys_is_zero(torch_path):
     """The correction path of the joint adapter (cond-only batches, chained overrides): an
     image query that sees no key at all has joint log-sum-exp −inf and no correction."""
     text_len = 4
@@ -147,7 +161,7 @@ def test_dense_attention_with_logsumexp(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_is_finite_and_close(dtype):
+def test_half_precision_is_finite_and_close(dtype, torch_path):
     q, k, v = qkv(seed=8, dtype=dtype, scale=4.0)
     out = gag_core.gag_attention(q, k, v, **SETTINGS[0])
     assert out.dtype == dtype and bool(torch.isfinite(out).all())
@@ -158,7 +172,7 @@ def test_half_precision_is_finite_and_close(dtype):
                                atol=0.1, rtol=0.02)
 
 
-def test_fully_masked_query_rows_are_finite():
+def test_fully_masked_query_rows_are_finite(torch_path):
     q, k, v = qkv(seed=9)
     keep = torch.ones(2, 3, 40, 13, dtype=torch.bool)
     keep[:, :, 0] = False
@@ -168,11 +182,12 @@ def test_fully_masked_query_rows_are_finite():
 
 
 @pytest.mark.parametrize("params", SETTINGS[:3])
-def test_query_chunking_is_invisible(params, monkeypatch):
+def test_query_chunking_is_invisible(params, monkeypatch, torch_path):
     """Tiny chunks (several per call) with a per-query mask give the same result."""
     import gag_core.attention as attention_module
 
     monkeypatch.setattr(attention_module, "CHUNK_ELEMENTS", 3 * 2 * 13 * 7)
+    monkeypatch.setattr(attention_module, "DEVICE_CHUNK_ELEMENTS", 3 * 2 * 13 * 7)
     q, k, v = qkv(seed=10)
     keep = torch.rand(2, 1, 40, 13, generator=torch.Generator().manual_seed(4)) > 0.4
     keep[..., 0] = True
@@ -208,3 +223,19 @@ def test_masks_with_fewer_dims_broadcast_like_sdpa(dims):
                                atol=2e-5, rtol=1e-5)
     joint = gag_core.gag_joint_attention(q, q, q, text_len=10, mask=torch.ones(40, dtype=torch.bool), **SETTINGS[0])
     torch.testing.assert_close(joint, gag_core.gag_joint_attention(q, q, q, text_len=10, **SETTINGS[0]))
+
+
+@pytest.mark.parametrize("n_queries", [1, 7, 22, 36, 37, 4096])
+def test_query_chunks_are_balanced(n_queries, monkeypatch):
+    """As few chunks as the budget allows, equal but the last, which is at most one row per
+    chunk shorter: never a 1-row tail (36 and 37 rows at 12 per chunk were 12, 12, 12 (, 1))."""
+    import gag_core.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "CHUNK_ELEMENTS", 2 * 3 * 5 * 12)  # 12 query rows of (2, 3, ·, 5)
+    chunks = attention_module._query_chunks(torch.empty(2, 3, n_queries, 8), 5)
+    sizes = [c.stop - c.start for c in chunks]
+    assert chunks[0].start == 0 and all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
+    assert min(chunks[-1].stop, n_queries) == n_queries and sum(sizes) >= n_queries
+    sizes[-1] = n_queries - chunks[-1].start
+    assert len(chunks) == -(-n_queries // 12) and max(sizes) <= 12
+    assert len(set(sizes[:-1])) <= 1 and sizes[0] - sizes[-1] < len(chunks)
