@@ -111,12 +111,21 @@ def decide(backend: str, device_type: str, dtype: torch.dtype, alpha: float, hea
 def choose(backend: str, q: torch.Tensor, k: torch.Tensor, alpha: float) -> str:
     """The backend ("torch" or "triton") that runs the call on q (B, H, Nq, d) and
     k (B, H, Nk, d); see the module doc."""
-    shape_reason = None
+    return _logged(*decide(backend, q.device.type, q.dtype, alpha, q.shape[-1], _shape_reason(q, k)))
+
+
+def triton_unsupported_reason(q: torch.Tensor, k: torch.Tensor, alpha: float) -> str | None:
+    """None when the fused kernels can run the call on q (B, H, Nq, d) and k (B, H, Nk, d)
+    here, else why not."""
+    return _shape_reason(q, k) or _unsupported(q.device.type, q.dtype, alpha, q.shape[-1])
+
+
+def _shape_reason(q: torch.Tensor, k: torch.Tensor) -> str | None:
     if q.shape[-1] != k.shape[-1]:
-        shape_reason = "queries and keys of different head dims"
-    elif q.shape[-2] == 0 or k.shape[-2] == 0:
-        shape_reason = "no queries or no keys"
-    return _logged(*decide(backend, q.device.type, q.dtype, alpha, q.shape[-1], shape_reason))
+        return "queries and keys of different head dims"
+    if q.shape[-2] == 0 or k.shape[-2] == 0:
+        return "no queries or no keys"
+    return None
 
 
 @functools.lru_cache(maxsize=None)
