@@ -311,3 +311,17 @@ def test_half_precision_stays_finite(family, dtype, api):
     assert bool(torch.isfinite(out).all())
     guided = [c for c in recorder.calls if c["changed"]]
     assert len(guided) == family.blocks_per_step and all(c["out"].dtype == dtype for c in guided)
+
+
+def test_z_image_with_reference_latents_warns_and_stays_unguided(pack, api, caplog):
+    """With reference latents NextDiT puts more captions into the text stream than the table
+    can count: Apply GAG leaves those evaluations unguided and says why."""
+    require("z_image")
+    tiny = tiny_zoo.z_image()
+    reference = torch.randn(1, 16, 12, 12, generator=torch.Generator().manual_seed(7))
+    for conditioning in (tiny.positive, tiny.negative):
+        conditioning[0][1]["reference_latents"] = [reference]
+    plain = run(tiny.patcher, tiny, steps=1)
+    with caplog.at_level("WARNING"):
+        assert torch.equal(run(api.apply_gag(tiny.patcher, api.settings()), tiny, steps=1), plain)
+    assert "with ref_latents its text length is unknown" in caplog.text
