@@ -260,9 +260,13 @@ def test_another_override_is_chained(family, api):
     identity = run(api.apply_gag(base, api.settings(alpha=1.0)), tiny)
     assert len(prior_calls) == 2 * n_prior  # every call, guided or not, still goes through it
     torch.testing.assert_close(identity, plain, atol=1e-4, rtol=1e-4)
-    guided = run(api.apply_gag(base, api.settings()), tiny)
+    recorder = Recorder(api.apply_gag(base, api.settings(**PARAMS)), family)
+    guided = run(recorder.model, tiny)
     assert len(prior_calls) == 3 * n_prior
     assert (guided - plain).abs().max() > max(20 * (identity - plain).abs().max(), 1e-4)
+    # on the text calls, GAG's correction lands on the prior override's output
+    for call in [c for c in recorder.calls if c["role"] == "text"][:family.blocks_per_step]:
+        torch.testing.assert_close(call["out"].double(), reference(call, family, PARAMS), atol=1e-4, rtol=1e-4)
 
 
 def test_a_host_without_block_ids_warns_and_leaves_the_model_alone(pack, api, caplog):
