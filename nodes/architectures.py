@@ -64,7 +64,8 @@ class Architecture:
     calls: the attention calls of one block, in order; ``TEXT`` is guided, the others are
     named for the reader. text_position / text_length / pad_multiple: the joint layout.
     extra_text: (argument, dim, count) for every other forward argument whose tokens join
-    the text in each joint call (``count`` times its size along ``dim``).
+    the text in each joint call (``count`` times its size along ``dim``). text_unknown_with:
+    forward arguments that, when given, add text the table cannot count (left unguided).
     block_ids: where a call's block comes from.
     """
 
@@ -78,6 +79,7 @@ class Architecture:
     text_length: str = CONTEXT_LENGTH
     pad_multiple: str | None = None
     extra_text: tuple = ()
+    text_unknown_with: tuple = ()
     block_ids: str = MODEL_BLOCK_IDS
     exact_class: bool = False
     requires: tuple = ()
@@ -131,7 +133,7 @@ ARCHITECTURES = (
     # Only the layers get block ids, so the refiners' calls have none. With reference latents
     # (Z-Image omni) more captions join the text stream: left unguided.
     Architecture("Lumina 2 / Z-Image (NextDiT)", JOINT_ATTENTION, "comfy.ldm.lumina.model.NextDiT", ("double",),
-                 (("double", "layers"),), pad_multiple="pad_tokens_multiple"),
+                 (("double", "layers"),), pad_multiple="pad_tokens_multiple", text_unknown_with=("ref_latents",)),
     # hunyuan_video/model.py: double blocks are flux DoubleStreamBlock(flipped_img_txt=True), so
     # attention runs on cat((img, txt)); the single blocks on cat((img, txt)) too. The text
     # stream is the refined text (TokenRefiner, which runs before the blocks and gets no block

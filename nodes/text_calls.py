@@ -8,7 +8,7 @@ the text length of the call it should guide, or None for every other call.
 Hooks, all ComfyUI public API and registered on the patched clone only:
 - a ``DIFFUSION_MODEL`` wrapper starts each model evaluation with a fresh count and
   records the text length of ``context`` (``CONTEXT_LENGTH`` families);
-- for models that set no block ids (SD3's MMDiT, AuraFlow, Wan before 0.12) or whose text
+- for models that set no block ids (SD3's MMDiT, AuraFlow, Wan on 0.3.75) or whose text
   stream is only known inside (``BLOCK_TEXT_STREAM``), a ``dit`` block replacement
   (``double_block`` / ``single_block``) per block marks the block and records the length of
   its ``txt`` argument, then runs the block (or a replacement another node registered for it).
@@ -133,9 +133,9 @@ def _make_wrapper(architecture):
                                                       for kind, attribute in architecture.block_lists))
         context = arguments.get("context")
         if architecture.text_length == CONTEXT_LENGTH and context is not None:
-            if arguments.get("ref_latents"):
-                _warn_once(architecture.name, "reference latents put more captions into the text stream, so its "
-                                              "text length is unknown")
+            unknown = [name for name in architecture.text_unknown_with if arguments.get(name)]
+            if unknown:
+                _warn_once(architecture.name, f"with {unknown[0]} its text length is unknown")
             else:
                 options[TEXT_LEN_KEY] = architecture.text_tokens(context.shape[1], model, arguments)
         out = executor(*args, **kwargs)

@@ -30,3 +30,16 @@ def comfy():
 def pack(comfy):
     """This repository imported as a custom-node package, as ComfyUI loads it."""
     return comfy_host.load_pack()
+
+
+@pytest.fixture(params=["cpu path", "device path"])
+def torch_path(request):
+    """Runs a test on gag_core's CPU path and on its device path (no host sync), the latter
+    forced on CPU tensors (see gag_core/execution.py)."""
+    from gag_core import execution
+
+    if request.param == "device path":
+        with execution.forced_device_path():
+            yield request.param
+    else:
+        yield request.param

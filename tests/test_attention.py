@@ -1,14 +1,13 @@
 """GAG attention, correction and joint attention against float64 brute force.
 
-Tests that take the ``torch_path`` fixture run on the CPU path and on the device path (no
-host sync; forced on CPU tensors, see gag_core/execution.py).
+Tests that take the ``torch_path`` fixture (conftest.py) run on the CPU path and on the
+device path.
 """
 
 import pytest
 import torch
 
 import gag_core
-from gag_core import execution
 from gag_reference import reference_cross_attention, reference_joint_attention
 
 SETTINGS = [
@@ -18,15 +17,6 @@ SETTINGS = [
     dict(lam=1.5, zeta=0.2, tau=2.0, alpha=1.25),
     dict(lam=0.0, zeta=0.0, tau=None, alpha=1.0, mode="pladis", pladis_scale=3.0),
 ]
-
-
-@pytest.fixture(params=["cpu path", "device path"])
-def torch_path(request):
-    if request.param == "device path":
-        with execution.forced_device_path():
-            yield request.param
-    else:
-        yield request.param
 
 
 def qkv(seed, b=2, h=3, nq=40, nk=13, d=16, dtype=torch.float32, scale=2.0):

@@ -1,7 +1,7 @@
 """α-entmax against the entmax package and against the optimality conditions.
 
-Tests that take the ``solver_path`` fixture run twice: on the CPU path (bound, certify,
-retry the rest) and on the device path (sort-based, no host sync), forced on CPU tensors.
+Tests that take the ``torch_path`` fixture (conftest.py) run twice: on the CPU path (bound,
+certify, retry the rest) and on the device path (sort-based, no host sync).
 """
 
 import pytest
@@ -13,18 +13,9 @@ from gag_core import execution
 from gag_reference import reference_entmax
 
 ALPHAS = [1.0, 1.25, 1.5, 1.75, 2.0]
-PATHS = ["cpu path", "device path"]
-ALPHAS_AND_PATHS = [(alpha, path) for alpha in ALPHAS for path in PATHS if path == "cpu path" or alpha in (1.5, 2.0)]
+ALPHAS_AND_PATHS = [(alpha, path) for alpha in ALPHAS for path in ("cpu path", "device path")
+                    if path == "cpu path" or alpha in (1.5, 2.0)]
 """Only α ∈ {1.5, 2} have a device-path solver of their own; the other α take the same code on both."""
-
-
-@pytest.fixture(params=PATHS)
-def solver_path(request):
-    if request.param == "device path":
-        with execution.forced_device_path():
-            yield request.param
-    else:
-        yield request.param
 
 
 def random_rows(seed, rows=1200, width=77):
@@ -45,16 +36,16 @@ def adversarial_rows(width=77):
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("alpha, solver_path", ALPHAS_AND_PATHS, indirect=["solver_path"])
-def test_matches_entmax_package_on_random_rows(alpha, solver_path):
+@pytest.mark.parametrize("alpha, torch_path", ALPHAS_AND_PATHS, indirect=["torch_path"])
+def test_matches_entmax_package_on_random_rows(alpha, torch_path):
     z = random_rows(seed=int(alpha * 100))
     p = gag_core.entmax(z, alpha)
     assert p.dtype == torch.float32
     torch.testing.assert_close(p.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("alpha, solver_path", ALPHAS_AND_PATHS, indirect=["solver_path"])
-def test_matches_entmax_package_on_adversarial_rows(alpha, solver_path):
+@pytest.mark.parametrize("alpha, torch_path", ALPHAS_AND_PATHS, indirect=["torch_path"])
+def test_matches_entmax_package_on_adversarial_rows(alpha, torch_path):
     z = adversarial_rows()
     torch.testing.assert_close(gag_core.entmax(z, alpha).double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
 
@@ -76,7 +67,7 @@ def test_second_solve_and_sorted_fallback_are_exact(alpha, retry_steps, monkeypa
         assert sorted_rows and sorted_rows[0] > 10  # the fallback really solved rows
 
 
-def test_sorted_fallback_is_exact_next_to_the_threshold(solver_path):
+def test_sorted_fallback_is_exact_next_to_the_threshold(torch_path):
     """An entry 5e-7 below the sparsemax threshold: the certificate cannot separate it, the
     sorted threshold does (no support margin there), so the map sums to 1 in float64."""
     z = torch.tensor([[1.0, 0.5, 0.0, -0.5, 0.25 - 5e-7]], dtype=torch.float64)
@@ -86,7 +77,7 @@ def test_sorted_fallback_is_exact_next_to_the_threshold(solver_path):
 
 
 @pytest.mark.parametrize("alpha", [1.5, 2.0])
-def test_hot_path_is_exact_far_from_zero(alpha, solver_path):
+def test_hot_path_is_exact_far_from_zero(alpha, torch_path):
     """The attention path passes unshifted scores: rows offset by 1e12, and rows a huge
     finite mask blocks entirely (uniform map, as softmax gives)."""
     z = random_rows(seed=33, rows=40)
@@ -97,8 +88,8 @@ def test_hot_path_is_exact_far_from_zero(alpha, solver_path):
     torch.testing.assert_close(p.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("alpha, solver_path", ALPHAS_AND_PATHS, indirect=["solver_path"])
-def test_optimality_conditions_in_float64(alpha, solver_path):
+@pytest.mark.parametrize("alpha, torch_path", ALPHAS_AND_PATHS, indirect=["torch_path"])
+def test_optimality_conditions_in_float64(alpha, torch_path):
     """Brute-force certificate: p sums to 1 and p_i^(α−1) = (α−1) z_i − θ on the support,
     with (α−1) z_j ≤ θ off it, for one θ per row (alpha > 1); softmax ratios for alpha = 1."""
     z = random_rows(seed=3, rows=200).double()
@@ -115,8 +106,8 @@ def test_optimality_conditions_in_float64(alpha, solver_path):
     assert bool(((alpha - 1) * z <= theta_row + 1e-9)[~support].all())
 
 
-@pytest.mark.parametrize("alpha, solver_path", ALPHAS_AND_PATHS, indirect=["solver_path"])
-def test_masked_keys_get_exact_zero(alpha, solver_path):
+@pytest.mark.parametrize("alpha, torch_path", ALPHAS_AND_PATHS, indirect=["torch_path"])
+def test_masked_keys_get_exact_zero(alpha, torch_path):
     z = random_rows(seed=11, rows=50)
     z[:, ::3] = float("-inf")
     p = gag_core.entmax(z, alpha)
@@ -124,8 +115,8 @@ def test_masked_keys_get_exact_zero(alpha, solver_path):
     torch.testing.assert_close(p.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("alpha, solver_path", ALPHAS_AND_PATHS, indirect=["solver_path"])
-def test_degenerate_rows(alpha, solver_path):
+@pytest.mark.parametrize("alpha, torch_path", ALPHAS_AND_PATHS, indirect=["torch_path"])
+def test_degenerate_rows(alpha, torch_path):
     single = gag_core.entmax(torch.tensor([[3.0], [-1e4]]), alpha)
     assert torch.equal(single, torch.ones(2, 1))
     fully_masked = gag_core.entmax(torch.full((2, 5), float("-inf")), alpha)
@@ -135,8 +126,8 @@ def test_degenerate_rows(alpha, solver_path):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("alpha, solver_path", ALPHAS_AND_PATHS, indirect=["solver_path"])
-def test_half_precision_inputs(alpha, solver_path, dtype):
+@pytest.mark.parametrize("alpha, torch_path", ALPHAS_AND_PATHS, indirect=["torch_path"])
+def test_half_precision_inputs(alpha, torch_path, dtype):
     z = torch.cat([random_rows(seed=5, rows=200), adversarial_rows()]).clamp(-6e4, 6e4)
     p = gag_core.entmax(z.to(dtype), alpha)
     assert p.dtype == dtype
@@ -145,7 +136,7 @@ def test_half_precision_inputs(alpha, solver_path, dtype):
     torch.testing.assert_close(p.double(), reference, atol=1e-2, rtol=0)
 
 
-def test_dim_argument(solver_path):
+def test_dim_argument(torch_path):
     z = torch.randn(4, 9, 6)
     torch.testing.assert_close(gag_core.entmax(z, 1.5, dim=1), gag_core.entmax(z.transpose(1, 2), 1.5).transpose(1, 2))
 
@@ -157,14 +148,17 @@ def test_alpha_out_of_range(alpha):
 
 
 @pytest.fixture
-def compiled_solver(monkeypatch):
-    """The opt-in torch.compile path, enabled for one test and fresh (not shared across tests)."""
-    monkeypatch.setattr(entmax_module, "_compiled_first_pass",
-                        entmax_module._Compiled(entmax_module._first_pass, enabled=True))
-    return entmax_module._compiled_first_pass
+def compiled_solver(torch_path, monkeypatch):
+    """The opt-in torch.compile path of the solver that ``torch_path`` runs (the first pass on
+    the CPU path, the sort-based solver on the device path), enabled for one test and fresh."""
+    name, function = {"cpu path": ("_compiled_first_pass", entmax_module._first_pass),
+                      "device path": ("_compiled_sorting", entmax_module._solve_by_sorting)}[torch_path]
+    monkeypatch.setattr(entmax_module, name, entmax_module._Compiled(function, enabled=True))
+    return getattr(entmax_module, name)
 
 
-@pytest.mark.parametrize("alpha", [1.5, 2.0])
+@pytest.mark.parametrize("alpha, torch_path", [(1.5, "cpu path"), (2.0, "cpu path"), (1.5, "device path")],
+                         indirect=["torch_path"])
 def test_compiled_solver_matches_eager_and_reference(alpha, compiled_solver):
     z = torch.cat([random_rows(seed=21, rows=600), adversarial_rows()])
     compiled = gag_core.entmax(z, alpha)
@@ -249,17 +243,3 @@ def test_device_path_reads_nothing_on_the_host(alpha, monkeypatch):
         trace, p = ops.trace(lambda: gag_core.entmax(z, alpha))
     assert trace.syncs == []
     torch.testing.assert_close(p.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)
-
-
-@pytest.mark.parametrize("alpha", [1.5])
-def test_compiled_device_solver_matches_eager_and_reference(alpha, monkeypatch):
-    solver = entmax_module._Compiled(entmax_module._solve_by_sorting, enabled=True)
-    monkeypatch.setattr(entmax_module, "_compiled_sorting", solver)
-    z = torch.cat([random_rows(seed=43, rows=600), adversarial_rows()])
-    with execution.forced_device_path():
-        compiled = gag_core.entmax(z, alpha)
-        assert solver.enabled and solver.compiled is not None  # it really ran compiled
-        solver.enabled = False
-        eager = gag_core.entmax(z, alpha)
-    torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=0)
-    torch.testing.assert_close(compiled.double(), reference_entmax(z, alpha), atol=1e-6, rtol=0)

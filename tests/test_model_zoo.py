@@ -260,9 +260,13 @@ def test_another_override_is_chained(family, api):
     identity = run(api.apply_gag(base, api.settings(alpha=1.0)), tiny)
     assert len(prior_calls) == 2 * n_prior  # every call, guided or not, still goes through it
     torch.testing.assert_close(identity, plain, atol=1e-4, rtol=1e-4)
-    guided = run(api.apply_gag(base, api.settings()), tiny)
+    recorder = Recorder(api.apply_gag(base, api.settings(**PARAMS)), family)
+    guided = run(recorder.model, tiny)
     assert len(prior_calls) == 3 * n_prior
     assert (guided - plain).abs().max() > max(20 * (identity - plain).abs().max(), 1e-4)
+    # on the text calls, GAG's correction lands on the prior override's output
+    for call in [c for c in recorder.calls if c["role"] == "text"][:family.blocks_per_step]:
+        torch.testing.assert_close(call["out"].double(), reference(call, family, PARAMS), atol=1e-4, rtol=1e-4)
 
 
 def test_a_host_without_block_ids_warns_and_leaves_the_model_alone(pack, api, caplog):
@@ -311,3 +315,17 @@ def test_half_precision_stays_finite(family, dtype, api):
     assert bool(torch.isfinite(out).all())
     guided = [c for c in recorder.calls if c["changed"]]
     assert len(guided) == family.blocks_per_step and all(c["out"].dtype == dtype for c in guided)
+
+
+def test_z_image_with_reference_latents_warns_and_stays_unguided(pack, api, caplog):
+    """With reference latents NextDiT puts more captions into the text stream than the table
+    can count: Apply GAG leaves those evaluations unguided and says why."""
+    require("z_image")
+    tiny = tiny_zoo.z_image()
+    reference = torch.randn(1, 16, 12, 12, generator=torch.Generator().manual_seed(7))
+    for conditioning in (tiny.positive, tiny.negative):
+        conditioning[0][1]["reference_latents"] = [reference]
+    plain = run(tiny.patcher, tiny, steps=1)
+    with caplog.at_level("WARNING"):
+        assert torch.equal(run(api.apply_gag(tiny.patcher, api.settings()), tiny, steps=1), plain)
+    assert "with ref_latents its text length is unknown" in caplog.text
