@@ -43,23 +43,23 @@ class Family:
 
 
 FAMILIES = {
-    "wan_t2v": Family("wan_t2v", {32: "self", 24: "text"}, r"Wan 2\.1 / 2\.2 \(it has: double 0, 1\)", 2),
+    "wan_t2v": Family("wan_t2v", {32: "self", 24: "text"}, r"Wan 2\.1 / 2\.2; it has 'double:0-1'", 2),
     "wan_i2v": Family("wan_i2v", {32: "self", 8: "clip-image", 24: "text"},
-                      r"Wan 2\.1 image-to-video \(it has: double 0, 1\)", 2),
-    "sd3": Family("sd3", {86: "text", 64: "image-only"}, r"SD3 / SD3\.5 \(MMDiT, MMDiT-X\) \(it has: double 0, 1\)",
+                      r"Wan 2\.1 image-to-video; it has 'double:0-1'", 2),
+    "sd3": Family("sd3", {86: "text", 64: "image-only"}, r"SD3 / SD3\.5 \(MMDiT, MMDiT-X\); it has 'double:0-1'",
                   2, text=(0, 22)),
     "z_image": Family("z_image", {56: "text", 16: "context refiner", 40: "noise refiner"},
-                      r"Lumina 2 / Z-Image \(NextDiT\) \(it has: double 0, 1\)", 2, text=(0, 16)),
+                      r"Lumina 2 / Z-Image \(NextDiT\); it has 'double:0-1'", 2, text=(0, 16)),
     "hunyuan_video": Family("hunyuan_video", {44: "text", 12: "token refiner"},
-                            r"HunyuanVideo / HunyuanVideo 1\.5 / HunyuanImage 2\.1 "
-                            r"\(it has: double 0, 1; single 0, 1\)", 4, text=(32, 12)),
-    "auraflow": Family("auraflow", {92: "text"}, r"AuraFlow \(it has: double 0, 1; single 0, 1\)", 4, text=(0, 28)),
+                            r"HunyuanVideo / HunyuanVideo 1\.5 / HunyuanImage 2\.1"
+                            r"; it has 'double:0-1 single:0-1'", 4, text=(32, 12)),
+    "auraflow": Family("auraflow", {92: "text"}, r"AuraFlow; it has 'double:0-1 single:0-1'", 4, text=(0, 28)),
     "cosmos_predict2": Family("cosmos_predict2", {64: "self", 24: "text"},
-                              r"Cosmos Predict2 / Anima \(MiniTrainDIT\) \(it has: double 0, 1\)", 2),
+                              r"Cosmos Predict2 / Anima \(MiniTrainDIT\); it has 'double:0-1'", 2),
     "kandinsky5": Family("kandinsky5", {64: "self", (64, 20): "text", (20, 20): "text encoder"},
-                         r"Kandinsky 5 \(it has: double 0, 1\)", 2),
-    "ltxv": Family("ltxv", {32: "self", 20: "text"}, r"LTXV \(it has: double 0, 1\)", 2),
-    "hidream": Family("hidream", {88: "text"}, r"HiDream \(it has: double 0, 1; single 0, 1\)", 4, text=(64, 24)),
+                         r"Kandinsky 5; it has 'double:0-1'", 2),
+    "ltxv": Family("ltxv", {32: "self", 20: "text"}, r"LTXV; it has 'double:0-1'", 2),
+    "hidream": Family("hidream", {88: "text"}, r"HiDream; it has 'double:0-1 single:0-1'", 4, text=(64, 24)),
 }
 
 
@@ -202,7 +202,7 @@ def test_blocks_select_and_name_the_family_blocks(family, api):
     assert [c["changed"] for c in recorder.calls if c["role"] == "text"] == [
         i == 1 for i in range(family.blocks_per_step)]
     assert recorder.roles(changed=True) == {"text": 1}
-    with pytest.raises(ValueError, match=f"blocks selects no attention layer of {family.blocks}"):
+    with pytest.raises(ValueError, match=f"blocks 'input output' selects no attention layer of {family.blocks}"):
         api.apply_gag(tiny.patcher, api.settings(blocks="input output"))
 
 
