@@ -250,9 +250,12 @@ def classic_ui(front_end_with_log):
 
 
 def test_templates_dialog_offers_the_pack_examples(classic_ui):
+    """The path the README gives: Comfy menu (the logo) → Browse Templates → Extensions → the pack."""
     ui = classic_ui
-    ui.page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    ui.page.locator(".comfy-menu-button-wrapper").first.click()
+    ui.page.get_by_role("menuitem").filter(has_text="Browse Templates").first.click()
     dialog = ui.dialogs("Templates")
+    dialog.get_by_text("Extensions", exact=False).first.wait_for(timeout=10_000)
     dialog.get_by_text(PACK_LINK_NAME, exact=True).first.click()
     for path in EXAMPLES:
         dialog.get_by_text(path.stem, exact=True).first.wait_for(timeout=10_000)
