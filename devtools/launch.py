@@ -5,9 +5,10 @@
 
 The ComfyUI tree is ``$COMFYUI_PATH`` or the contributor one made by scripts/setup-dev.sh
 (see devtools/comfy_host.py). Nothing is written into that tree: ComfyUI runs with
-``--base-directory HOME`` (default ``comfyui-home`` in the host venv, e.g. ``.venv/comfyui-home``), whose ``custom_nodes/`` holds a
-symlink to this repository, and whose ``user/``, ``input/``, ``output/`` and ``temp/`` hold
-everything ComfyUI writes (its sqlite database included, via ``--database-url``).
+``--base-directory HOME`` (default ``comfyui-home`` in the host venv, e.g.
+``.venv/comfyui-home``), whose ``custom_nodes/`` holds a symlink to this repository, and whose
+``user/``, ``input/``, ``output/`` and ``temp/`` hold everything ComfyUI writes (its sqlite
+database included, via ``--database-url``).
 ``--models DIR`` adds DIR's model folders (``checkpoints/``, ``loras/``, ``vae/``...; DIR may
 also be a ComfyUI root with a ``models/`` folder) through a generated
 ``--extra-model-paths-config`` file. With ``$COMFYUI_PATH`` and no ``--models``, that

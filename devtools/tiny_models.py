@@ -219,19 +219,62 @@ def klein_text_encoder(state_dict: dict | None = None):
     return clip
 
 
+CHROMA = {
+    "image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": 64, "hidden_size": 64,
+    "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2, "axes_dim": [8, 12, 12],
+    "theta": 10000, "patch_size": 2, "qkv_bias": True, "in_dim": 64, "out_dim": 64, "hidden_dim": 64,
+    "n_layers": 1,
+}
+
+
 def chroma(dtype=torch.float32, batch=1):
     import comfy.model_base
     import comfy.supported_models
     from comfy.ldm.chroma.model import ChromaParams
 
-    config = comfy.supported_models.Chroma(for_host(ChromaParams, {
-        "image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": 64, "hidden_size": 64,
-        "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2, "axes_dim": [8, 12, 12],
-        "theta": 10000, "patch_size": 2, "qkv_bias": True, "in_dim": 64, "out_dim": 64, "hidden_dim": 64,
-        "n_layers": 1,
-    }, txt_ids_dims=[], vec_in_dim=None))  # Chroma has no pooled-vector input
+    # Chroma has no pooled-vector input
+    config = comfy.supported_models.Chroma(for_host(ChromaParams, CHROMA, txt_ids_dims=[], vec_in_dim=None))
     extra = {"pooled_output": torch.zeros(1, 32)}  # read (and ignored) by the inherited Flux.encode_adm
     return _finish(config, comfy.model_base.Chroma, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
+                   torch.zeros(batch, 16, 16, 16), dtype)
+
+
+def chroma_radiance(dtype=torch.float32, batch=1):
+    """Chroma Radiance: Chroma's transformer on 4×4 pixel patches, decoded by a
+    small NeRF-style head; its diffusion model is a subclass of Chroma's."""
+    import comfy.model_base
+    import comfy.supported_models
+    from comfy.ldm.chroma_radiance.model import ChromaRadianceParams
+
+    config = comfy.supported_models.ChromaRadiance(for_host(ChromaRadianceParams, {
+        **CHROMA, "image_model": "chroma_radiance", "in_channels": 3, "out_channels": 3, "patch_size": 4,
+        "nerf_hidden_size": 16, "nerf_mlp_ratio": 2, "nerf_depth": 1, "nerf_max_freqs": 4, "nerf_tile_size": 0,
+        "nerf_final_head_type": "linear", "nerf_embedder_dtype": None,
+    }, txt_ids_dims=[], vec_in_dim=None, use_x0=False))
+    extra = {"pooled_output": torch.zeros(1, 32)}  # read (and ignored) by the inherited Flux.encode_adm
+    tiny = _finish(config, comfy.model_base.ChromaRadiance, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
+                   torch.zeros(batch, 3, 16, 16), dtype)
+    with torch.no_grad():  # unit norm scales in the pixel head, so the transformer's output reaches the pixels
+        for name, parameter in tiny.patcher.model.diffusion_model.named_parameters():
+            if name.startswith("nerf_") and name.endswith("norm.scale"):
+                parameter.fill_(1.0)
+    return tiny
+
+
+def ovis_image(dtype=torch.float32, batch=1):
+    """Ovis-Image: a FLUX model with gated MLPs (``yak_mlp``), a normalised text
+    input (``txt_norm``) and text positions on RoPE axes 1 and 2, as model detection configures it."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.Flux(flux_config({
+        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None, "context_in_dim": 64,
+        "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2,
+        "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True, "guidance_embed": False,
+        "yak_mlp": True, "txt_norm": True, "txt_ids_dims": [1, 2],
+    }))
+    extra = {"pooled_output": torch.zeros(1, 32)}
+    return _finish(config, comfy.model_base.Flux, _text(20, 64, 1, **extra), _text(20, 64, 2, **extra),
                    torch.zeros(batch, 16, 16, 16), dtype)
 
 

@@ -42,7 +42,8 @@ function matchingPreset(node) {
   return presets.find((p) => matches(node, p))?.name ?? CUSTOM;
 }
 
-/** Grey out (and lock) widgets that the current mode ignores. The values stay and are still sent. */
+/** Grey out (and lock) widgets that the current mode ignores. The values stay and are still sent.
+ * The canvas renderer reads widget.disabled; Nodes 2.0 (the Vue renderer) reads widget.options.disabled. */
 function updateConstraints(node) {
   const pladis = widget(node, "mode")?.value === "PLADIS";
   const capOn = Boolean(widget(node, "cap")?.value);
@@ -55,14 +56,32 @@ function updateConstraints(node) {
   };
   for (const [name, off] of Object.entries(ignored)) {
     const w = widget(node, name);
-    if (w) w.disabled = off;
+    if (!w) continue;
+    w.disabled = off;
+    w.options ??= {};
+    w.options.disabled = off;
+  }
+}
+
+let labelling = false; // true while showPreset runs the selector's callback
+
+/** Show `name` in the preset selector. Nodes 2.0 renders widgets from its own reactive state, which
+ * it updates when a widget's callback runs, so the selector's callback is run too (and does nothing). */
+function showPreset(node, name) {
+  const selector = widget(node, PRESET_WIDGET);
+  if (!selector) return;
+  selector.value = name;
+  labelling = true;
+  try {
+    selector.callback?.(name, app.canvas, node);
+  } finally {
+    labelling = false;
   }
 }
 
 function refresh(node) {
   updateConstraints(node);
-  const selector = widget(node, PRESET_WIDGET);
-  if (selector) selector.value = matchingPreset(node);
+  showPreset(node, matchingPreset(node));
   node.setDirtyCanvas?.(true, true);
 }
 
@@ -92,7 +111,7 @@ function addPresetWidget(node) {
     PRESET_WIDGET,
     CUSTOM,
     (value) => {
-      if (value !== CUSTOM) applyPreset(node, value);
+      if (!labelling && value !== CUSTOM) applyPreset(node, value);
     },
     // options.serialize = false: graphToPrompt leaves it out of the prompt sent to the server
     { values: [CUSTOM, ...presets.map((p) => p.name)], serialize: false }
