@@ -10,6 +10,8 @@ import torch
 import gag_core
 from gag_reference import reference_cross_attention, reference_joint_attention
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 SETTINGS = [
     dict(lam=5.0, zeta=0.0, tau=15.0, alpha=1.5),
     dict(lam=3.0, zeta=0.4, tau=0.05, alpha=1.5),

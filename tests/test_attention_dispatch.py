@@ -17,6 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import gag_core.attention as attention
 from bench import ops
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 FUSED_OPS = {"aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_cudnn_attention",
              "aten::_scaled_dot_product_efficient_attention"}
 

@@ -14,6 +14,8 @@ from gag_core.diagnostics import GuidanceStats
 from gag_core.guidance import _terms, row_scale
 from gag_reference import reference_cross_attention, reference_guide, reference_joint_attention
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 GOOD = dict(lam=5.0, zeta=0.3, tau=15.0, alpha=1.5, mode="gag", pladis_scale=2.0)
 BAD = [  # (argument, value, text the error must contain besides the argument's name and value)
     ("lam", float("nan"), "[0, 50]"), ("lam", -0.5, "[0, 50]"), ("lam", 50.5, "[0, 50]"), ("lam", "5", "[0, 50]"),

@@ -12,6 +12,8 @@ import gag_core.alpha_entmax as entmax_module
 from gag_core import execution
 from gag_reference import reference_entmax
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 ALPHAS = [1.0, 1.25, 1.5, 1.75, 2.0]
 ALPHAS_AND_PATHS = [(alpha, path) for alpha in ALPHAS for path in ("cpu path", "device path")
                     if path == "cpu path" or alpha in (1.5, 2.0)]

@@ -14,6 +14,8 @@ import torch
 
 from gag_core import execution
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -9,6 +9,8 @@ import gag_core
 from gag_reference import reference_guide
 
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 def retrievals(seed, rows=500, d=64, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     dense = torch.randn(2, 3, rows, d, generator=g, dtype=dtype)

@@ -7,6 +7,8 @@ import pytest
 from gag_core import GAGSettings
 
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 def test_defaults_follow_spec():
     s = GAGSettings()
     assert (s.lam, s.zeta, s.tau, s.alpha, s.mode, s.pladis_scale) == (5.0, 0.0, 15.0, 1.5, "gag", 2.0)

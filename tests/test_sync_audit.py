@@ -13,6 +13,8 @@ import torch
 
 from bench import ops
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 SHAPES = {"cross": (2, 10, 512, 77, 64), "correction": (2, 10, 512, 77, 64),
           "joint": (1, 4, 192, 77, 64), "joint masked": (1, 4, 192, 77, 64)}
 """SDXL-like cross-attention and a FLUX-like joint layer, with fewer queries to stay quick."""

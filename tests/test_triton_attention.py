@@ -13,6 +13,8 @@ import os
 import pytest
 import torch
 
+pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
+
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
