@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import execution
 from .settings import check_guidance
 
 SPARSE_NORM_EPS = 1e-12
@@ -63,11 +64,12 @@ def guidance_terms(dense: torch.Tensor, sparse: torch.Tensor, *, zeta: float,
 
     Finite whenever the retrievals are: squares of entries beyond ~1e19 (float32) would
     overflow, so such rows are computed on the retrievals divided by a per-row power of two
-    (exact; c is scale-free, ‖u‖ and τ scale together). On the CPU the plain computation
-    runs first and the rescaled one only when a square overflowed (checking costs nothing
-    there); on accelerators, where that check would be a device sync, every call rescales.
+    (exact; c is scale-free, ‖u‖ and τ scale together). On the CPU path the plain
+    computation runs first and the rescaled one only when a square overflowed (checking costs
+    nothing there); on the device path (execution.py), where that check would be a device
+    sync, every call rescales.
     """
-    if sparse.device.type == "cpu":
+    if not execution.device_path(sparse.device):
         terms = _terms(dense, sparse, None, zeta=zeta, tau=tau)
         # every overflow ends up in ‖u‖ ≥ 0; the sum is NaN or inf then (or, harmlessly, on
         # rows so large that the sum overflows)

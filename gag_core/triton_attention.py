@@ -139,6 +139,28 @@ def _excess_sums(y, theta):
 
 
 @triton.jit
+def _row_excess_sums(theta, y_single, row_max, y_scale, q, K, MASK, k_base, mask_base, offs_m, row_ok, NK, HEAD_DIM,
+                     skn, skd, smm, smn, sm_scale, floor, MASK_KIND: tl.constexpr, SINGLE_TILE: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, INTERPRET: tl.constexpr):
+    """``_excess_sums`` over all keys of each row: from the scores kept in registers
+    (``y_single``) or, tile by tile, recomputed (y = (s − row max) · y_scale)."""
+    total = tl.zeros([BLOCK_M], tl.float32)
+    squares = tl.zeros([BLOCK_M], tl.float32)
+    count = tl.zeros([BLOCK_M], tl.float32)
+    for start in range(0, NK, BLOCK_N):
+        if SINGLE_TILE:
+            y = y_single
+        else:
+            y = (_score_tile(q, K, MASK, k_base, mask_base, offs_m, row_ok, start, NK, HEAD_DIM, skn, skd, smm, smn,
+                             sm_scale, floor, MASK_KIND, BLOCK_N, BLOCK_D, INTERPRET) - row_max[:, None]) * y_scale
+        t, sq, c = _excess_sums(y, theta)
+        total += t
+        squares += sq
+        count += c
+    return total, squares, count
+
+
+@triton.jit
 def _closed_form_shift(total, squares, count, POWER: tl.constexpr):
     """δ such that θ + δ solves the entmax equation on the support whose sums Σr, Σr², k
     (r = y − θ there) are given: for power 2 the smaller root of k δ² − 2 δ Σr + Σr² − 1 = 0,
@@ -219,20 +241,9 @@ def _gag_text_attention_kernel(
 
     # ---- lower-bound steps (Cauchy–Schwarz for power 2, Newton for power 1)
     for _ in tl.static_range(STEPS):
-        total = tl.zeros([BLOCK_M], tl.float32)
-        squares = tl.zeros([BLOCK_M], tl.float32)
-        count = tl.zeros([BLOCK_M], tl.float32)
-        for start in range(0, NK, BLOCK_N):
-            if SINGLE_TILE:
-                y = y_single
-            else:
-                y = (_score_tile(q, K, MASK, k_base, mask_base, offs_m, row_ok, start, NK, HEAD_DIM, skn, skd, smm,
-                                 smn, sm_scale, floor, MASK_KIND, BLOCK_N, BLOCK_D, INTERPRET) - safe_max[:, None]) \
-                    * y_scale
-            t, sq, c = _excess_sums(y, theta)
-            total += t
-            squares += sq
-            count += c
+        total, squares, count = _row_excess_sums(
+            theta, y_single, safe_max, y_scale, q, K, MASK, k_base, mask_base, offs_m, row_ok, NK, HEAD_DIM, skn, skd,
+            smm, smn, sm_scale, floor, MASK_KIND, SINGLE_TILE, BLOCK_M, BLOCK_N, BLOCK_D, INTERPRET)
         if POWER == 2:
             theta += (squares - tl.sqrt(squares)) / tl.maximum(total, tiny)
         else:
@@ -240,19 +251,9 @@ def _gag_text_attention_kernel(
 
     # ---- support refinement from θ − margin; the confirming pass also accumulates S
     theta = theta - margin
-    total = tl.zeros([BLOCK_M], tl.float32)
-    squares = tl.zeros([BLOCK_M], tl.float32)
-    support = tl.zeros([BLOCK_M], tl.float32)
-    for start in range(0, NK, BLOCK_N):
-        if SINGLE_TILE:
-            y = y_single
-        else:
-            y = (_score_tile(q, K, MASK, k_base, mask_base, offs_m, row_ok, start, NK, HEAD_DIM, skn, skd, smm, smn,
-                             sm_scale, floor, MASK_KIND, BLOCK_N, BLOCK_D, INTERPRET) - safe_max[:, None]) * y_scale
-        t, sq, c = _excess_sums(y, theta)
-        total += t
-        squares += sq
-        support += c
+    total, squares, support = _row_excess_sums(
+        theta, y_single, safe_max, y_scale, q, K, MASK, k_base, mask_base, offs_m, row_ok, NK, HEAD_DIM, skn, skd,
+        smm, smn, sm_scale, floor, MASK_KIND, SINGLE_TILE, BLOCK_M, BLOCK_N, BLOCK_D, INTERPRET)
     settled = has_keys == 0  # rows without keys have nothing to solve
     iterations = 0
     sparse = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)

@@ -7,8 +7,16 @@ with a reason when it is absent on a contributor machine and fail in CI (CI=true
 import os
 
 import pytest
+import torch
 
-from devtools import comfy_host
+if not torch.cuda.is_available():
+    # Triton's CPU interpreter for every test that launches the fused kernel. ``triton.jit``
+    # reads this when gag_core.triton_attention is first imported, whichever test module
+    # imports it first, so it is set here, before any of them (auto still picks the torch
+    # path off CUDA; see gag_core/backends.py).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from devtools import comfy_host  # noqa: E402
 
 HOST_ROOT = comfy_host.comfyui_root()
 if HOST_ROOT is not None:
