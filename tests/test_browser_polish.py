@@ -8,6 +8,8 @@ test-output/screenshots/ (polish-*.png).
 
 import json
 
+import pytest
+
 from devtools.comfy_host import REPO_ROOT
 from devtools.launch import PACK_LINK_NAME
 import test_browser_e2e
@@ -15,8 +17,16 @@ from server_fixture import comfy_server_fixture, server_fixture  # noqa: F401  (
 
 EXAMPLES = REPO_ROOT / "example_workflows"
 STAND_IN = "GAGTinyCheckpointLoader"
-front_end = test_browser_e2e.front_end  # its browser fixtures, registered here under the same names
-ui = test_browser_e2e.ui
+# test_browser_e2e's browser fixtures, registered here under the same names
+front_end = test_browser_e2e.front_end
+front_end_with_log = test_browser_e2e.front_end_with_log
+classic_ui = test_browser_e2e.classic_ui
+
+
+@pytest.fixture
+def ui(classic_ui):
+    """The front end with the classic canvas: what these tests check does not depend on the renderer."""
+    return classic_ui
 
 
 def example(name: str) -> dict:
