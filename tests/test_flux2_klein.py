@@ -25,7 +25,7 @@ from test_apply_gag import Calls, nodes_api, settings  # noqa: F401  (fixture)
 
 KLEIN_SINCE = (0, 9, 2)  # head count from the width since 0.9.0, Qwen3-4B text encoder type since 0.9.2
 WORKFLOW = json.loads((REPO_ROOT / "example_workflows" / "gag_flux2_klein.json").read_text())
-STEPS = 2
+STEPS = 2   # end to end; the in-process test samples one step
 SIZE = 64  # pixels: FLUX.2 latents are 1/16 of that, so 4×4 latent tokens
 
 
@@ -54,25 +54,15 @@ def test_tiny_klein_is_detected_from_its_weights_and_guided(api):
                                  single=len(model.diffusion_model.single_blocks))
     assert blocks == collections.Counter(double=1, single=4)
 
-    plain = tiny_models.sample(tiny.patcher, tiny, steps=STEPS, cfg=1.0)
-    identity = tiny_models.sample(api["apply_gag"](tiny.patcher, settings(api, alpha=1.0)), tiny, steps=STEPS, cfg=1.0)
+    plain = tiny_models.sample(tiny.patcher, tiny, steps=1, cfg=1.0)
+    identity = tiny_models.sample(api["apply_gag"](tiny.patcher, settings(api, alpha=1.0)), tiny, steps=1, cfg=1.0)
     torch.testing.assert_close(identity, plain, atol=1e-4, rtol=1e-4)
     calls = Calls()
-    guided = tiny_models.sample(api["apply_gag"](tiny.patcher, settings(api), observer=calls), tiny,
-                                steps=STEPS, cfg=1.0)
-    assert calls.kinds() == collections.Counter({kind: n * STEPS for kind, n in blocks.items()})
+    guided = tiny_models.sample(api["apply_gag"](tiny.patcher, settings(api), observer=calls), tiny, steps=1, cfg=1.0)
+    assert calls.kinds() == blocks
     assert {o["gag_text_len"] for o in calls} == {512}  # model_base.Flux2 pads the text to 512 tokens
     assert bool(torch.isfinite(guided).all())
     assert (guided - plain).abs().max() > max(20 * (identity - plain).abs().max(), 1e-4)
-
-
-def test_tiny_klein_text_encoder_speaks_the_models_width(api):
-    """ComfyUI's own Klein text encoder at the tiny width: Qwen3 hidden layers 9, 18, 27 stacked."""
-    clip = tiny_models.klein_text_encoder()
-    ((cond, extra),) = clip.encode_from_tokens_scheduled(clip.tokenize("a red fox in fresh snow"))
-    assert cond.shape == (1, 512, tiny_models.KLEIN_TEXT_WIDTH)  # Klein's tokenizer pads to 512 tokens
-    assert bool(torch.isfinite(cond).all())
-    assert extra["attention_mask"].shape == (1, 512) and 0 < extra["attention_mask"].sum() < 512
 
 
 @pytest.fixture(scope="module", name="comfy_server")

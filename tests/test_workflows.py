@@ -1,5 +1,6 @@
 """Example workflows, their thumbnails, the web presets and help pages, checked offline against the
-real host: node types, sockets and widget values as ComfyUI 0.3.75 and this pack define them."""
+real host: node types, sockets and widget values as the running ComfyUI (0.3.75 or 0.12.1) and this
+pack define them."""
 
 import asyncio
 import json
