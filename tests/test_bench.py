@@ -13,6 +13,7 @@ SMALL_CASES = [dict(name="cross", kind="cross", shape=(1, 2, 64, 13, 16)),
 
 
 def test_device_check_passes_on_cpu(monkeypatch, capsys):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the torch backend alone (conftest sets it)
     monkeypatch.setattr(device_check, "CASES", SMALL_CASES)
     assert device_check.main(["--device", "cpu"]) == 0
     assert capsys.readouterr().out.count(" ok") == 6
