@@ -9,8 +9,8 @@ the weights' ``dtype`` (float32 by default).
 
 import dataclasses
 import functools
-import importlib
 import inspect
+import pkgutil
 
 import torch
 
@@ -34,20 +34,14 @@ NEEDS_BLOCK_IDS = {"z_image": "comfy.ldm.lumina.model.NextDiT"}
 in ``transformer_options`` (ComfyUI 0.3.75's NextDiT sets none; 0.12.1's does)."""
 
 
-def _load(dotted: str):
-    module_name, _, attribute = dotted.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError):
-        return None
-
-
 def missing(name: str) -> str | None:
     """What family ``name`` needs that this ComfyUI lacks (a class, or block ids), or None."""
     for dotted in REQUIRED_CLASSES[name]:
-        if _load(dotted) is None:
+        try:
+            pkgutil.resolve_name(dotted)
+        except (ImportError, AttributeError):
             return dotted
-    if name in NEEDS_BLOCK_IDS and "block_index" not in inspect.getsource(_load(NEEDS_BLOCK_IDS[name])):
+    if name in NEEDS_BLOCK_IDS and "block_index" not in inspect.getsource(pkgutil.resolve_name(NEEDS_BLOCK_IDS[name])):
         return f"block ids in {NEEDS_BLOCK_IDS[name]}"
     return None
 

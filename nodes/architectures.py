@@ -18,8 +18,8 @@ never guided. Shapes only confirm what the table says; they never pick a call.
 """
 
 import dataclasses
-import importlib
 import math
+import pkgutil
 
 UNET_CROSS_ATTENTION = "unet_cross_attention"
 CROSS_ATTENTION = "cross_attention"
@@ -196,16 +196,16 @@ class UnsupportedModelError(ValueError):
     """Raised by Apply GAG for a model it cannot patch (never a silent no-op)."""
 
 
-def _load_class(dotted: str):
-    module_name, _, class_name = dotted.rpartition(".")
+def load_class(dotted: str):
+    """The class at the dotted path ``dotted``, or None when this ComfyUI lacks it."""
     try:
-        return getattr(importlib.import_module(module_name), class_name)
+        return pkgutil.resolve_name(dotted)
     except (ImportError, AttributeError):
         return None
 
 
 def _matches(architecture: Architecture, diffusion_model) -> bool:
-    cls = _load_class(architecture.model_class)
+    cls = load_class(architecture.model_class)
     if cls is None:
         return False
     is_member = type(diffusion_model) is cls if architecture.exact_class else isinstance(diffusion_model, cls)
@@ -219,7 +219,7 @@ def detect(diffusion_model) -> Architecture:
         if _matches(architecture, diffusion_model):
             return architecture
     for name, model_class, reason in REFUSED:
-        cls = _load_class(model_class)
+        cls = load_class(model_class)
         if cls is not None and isinstance(diffusion_model, cls):
             raise UnsupportedModelError(f"Apply GAG cannot guide {name} ({model_class}): {reason}.")
     supported = "; ".join(a.name for a in ARCHITECTURES)
