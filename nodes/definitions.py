@@ -81,9 +81,10 @@ SETTINGS_WIDGETS = (
     Widget("end_percent", "FLOAT", 1.0, "Where guidance stops (1 = last step). Stopping early (e.g. 0.6) keeps its "
            "effect on composition and leaves the finest detail untouched.", PERCENT.low, PERCENT.high, 0.01),
     Widget("blocks", "STRING", "auto", "Which attention blocks are guided. auto: SD1.5/SDXL input and output "
-           "blocks (the middle block gives messy images), DiT models all joint blocks. Or block kinds with an "
-           "optional index or range, separated by spaces: 'input output:0-2' (SD1.5/SDXL), 'double:0-9 single' "
-           "(FLUX), 'double:0-29' (Qwen-Image)."),
+           "blocks (the middle block gives messy images), DiT and video models every transformer block. Or block "
+           "kinds with an optional index or range, separated by spaces: 'input output:0-2' (SD1.5/SDXL), "
+           "'double:0-9 single' (FLUX, Chroma, AuraFlow, HiDream, HunyuanVideo), 'double:0-29' (models with one "
+           "kind of block: Qwen-Image, SD3, Wan, Z-Image, Cosmos, Kandinsky 5, LTXV)."),
     Widget("cond_only", "BOOLEAN", False, "positive only: guide just the positive prompt's pass; the negative pass "
            "keeps its normal attention. No difference at CFG 1 (there is no negative pass).",
            label_on="positive only", label_off="positive + negative", label="apply to"),
@@ -195,9 +196,11 @@ NODES = (
         search_aliases=SEARCH_ALIASES),
     NodeSpec(
         "ApplyGAG", "Apply GAG Attention Guidance",
-        "Patches the model's text cross-attention (UNet) or joint text-image attention (FLUX, Qwen-Image) with "
-        "Geometry-Aware Attention Guidance. Works on a copy; no second model pass.",
-        (Socket("model", "MODEL", "The diffusion model to guide (SD1.5, SDXL, FLUX.1, FLUX.2, Chroma, Qwen-Image)."),
+        "Patches the model's text attention (UNet and video cross-attention, or the image-to-text part of joint "
+        "attention in MMDiT models) with Geometry-Aware Attention Guidance. Works on a copy; no second model pass.",
+        (Socket("model", "MODEL", "The diffusion model to guide: SD1.5, SDXL, FLUX.1, FLUX.2, Chroma, Qwen-Image, "
+                "SD3 / SD3.5, AuraFlow, HiDream, Lumina 2 / Z-Image, HunyuanVideo, Wan 2.1 / 2.2, Cosmos "
+                "Predict2 / Anima, Kandinsky 5 or LTXV (see the README for each family's layout)."),
          Socket("settings", SETTINGS_TYPE, "Optional GAG Settings; the paper defaults (λ 5, ζ 0, τ 15, α 1.5) when "
                 "not connected.", optional=True)),
         (Socket("model", "MODEL", "The model with GAG applied."),),
