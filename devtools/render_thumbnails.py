@@ -26,7 +26,11 @@ BACKGROUND, BOX, TEXT, MUTED = "#1e1f22", "#34363b", "#eeeeee", "#a8acb3"
 GAG_BOX, GAG_EDGE, ARROW = "#2f4a3a", "#6fcf97", "#8a8f98"
 LOADERS = ("CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "DualCLIPLoader", "VAELoader")
 LABELS = {"CheckpointLoaderSimple": "Load Checkpoint", "UNETLoader": "Load Diffusion Model",
-          "ApplyGAG": "Apply GAG", "VAEDecode": "VAE Decode", "SaveImage": "Save Image"}
+          "ApplyGAG": "Apply GAG", "VAEDecode": "VAE Decode", "SaveImage": "Save Image",
+          "KSamplerAdvanced": "KSampler (Advanced)", "CreateVideo": "Create Video", "SaveVideo": "Save Video"}
+OUTPUTS = ("SaveImage", "SaveVideo")
+SAMPLERS = {"KSampler": slice(2, 6), "KSamplerAdvanced": slice(3, 7)}
+"""Sampler node -> where its widget values hold steps, cfg, sampler and scheduler."""
 SETTINGS = (("λ", "lam"), ("ζ", "zeta"), ("τ", "tau"), ("α", "alpha"), ("mode", "mode"), ("window", "window"),
             ("blocks", "blocks"))
 # the GAG Settings widget order, from the node's own definition (no ComfyUI needed to read it)
@@ -62,10 +66,11 @@ def model_chain(workflow):
         slot = next((i for i, s in enumerate(node.get("inputs", [])) if s["name"] == input_name), None)
         return nodes.get(source.get((node["id"], slot)))
 
-    save = next(node for node in nodes.values() if node["type"] == "SaveImage")
+    save = next(node for node in nodes.values() if node["type"] in OUTPUTS)
     chain, node = [save], save
-    for name in ("images", "samples"):
-        node = upstream(node, name)
+    while node is not None and node["type"] not in SAMPLERS:  # back to the (last) sampler
+        node = upstream(node, next(name for name in ("video", "images", "samples")
+                                   if any(slot["name"] == name for slot in node["inputs"])))
         chain.append(node)
     while node is not None and node["type"] not in LOADERS:
         node = upstream(node, "model")
@@ -83,7 +88,8 @@ def describe(workflow):
     files = [value for node in workflow["nodes"] if node["type"] in LOADERS
              for value in node["widgets_values"] if isinstance(value, str) and "." in value]
     files = [name.removesuffix(".safetensors") for name in files]
-    seed, _, steps, cfg, sampler, scheduler, _ = by_type["KSampler"]["widgets_values"]
+    kind = next(kind for kind in SAMPLERS if kind in by_type)
+    steps, cfg, sampler, scheduler = by_type[kind]["widgets_values"][SAMPLERS[kind]]
     sampling = f"{steps} steps · CFG {cfg:g} · {sampler} / {scheduler}"
     if "FluxGuidance" in by_type:
         sampling += f" · FluxGuidance {by_type['FluxGuidance']['widgets_values'][0]:g}"

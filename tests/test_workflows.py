@@ -22,7 +22,12 @@ WORKFLOW_PRESETS = {
     "gag_flux1_dev": "FLUX.1",
     "gag_flux2_klein": "FLUX.2",
     "gag_qwen_image": "Qwen-Image",
+    "gag_sd35_large": "SD3.5",
+    "gag_z_image_turbo": "Z-Image Turbo",
+    "gag_wan22_t2v": "Wan 2.2",
+    "gag_hunyuan_video15": "HunyuanVideo 1.5",
 }
+SAMPLERS = ("KSampler", "KSamplerAdvanced")
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_CONTROL = ("control_after_generate", "COMBO", {}, ["fixed", "increment", "decrement", "randomize"])
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".sft", ".gguf", ".bin")
@@ -156,7 +161,7 @@ def test_gag_settings_are_valid_and_match_the_preset(path, settings_api):
     by_type = {}
     for node in nodes.values():
         by_type.setdefault(node["type"], []).append(node)
-    (settings,), (apply,) = by_type["GAGSettings"], by_type["ApplyGAG"]
+    (settings,) = by_type["GAGSettings"]
 
     values = dict(zip(names, settings["widgets_values"], strict=True))
     settings_from_widgets(**values)  # raises ValueError naming the input when out of range
@@ -164,13 +169,24 @@ def test_gag_settings_are_valid_and_match_the_preset(path, settings_api):
     assert {key: values[key] for key in preset["values"]} == preset["values"]
     assert settings["properties"].get("gag_preset") == preset["name"]  # shown by the front end's selector
 
-    # loaders -> ... -> Apply GAG (settings from GAG Settings) -> KSampler -> VAE Decode -> Save Image
+    # loaders -> ... -> Apply GAG (settings from GAG Settings) -> sampler(s) -> VAE Decode -> Save Image, or
+    # -> Create Video -> Save Video. Two-expert models (Wan 2.2 A14B) chain two samplers, each on its own
+    # Apply GAG, both fed by the one GAG Settings node.
     source = {(link[3], nodes[link[3]]["inputs"][link[4]]["name"]): nodes[link[1]] for link in workflow["links"]}
-    (sampler,) = by_type["KSampler"]
-    assert source[(apply["id"], "settings")] is settings
-    assert source[(sampler["id"], "model")] is apply
-    (decode,), (save,) = by_type["VAEDecode"], by_type["SaveImage"]
-    assert source[(decode["id"], "samples")] is sampler and source[(save["id"], "images")] is decode
+    samplers = [node for kind in SAMPLERS for node in by_type.get(kind, [])]
+    assert samplers and {source[(s["id"], "model")]["type"] for s in samplers} == {"ApplyGAG"}
+    assert sorted(source[(s["id"], "model")]["id"] for s in samplers) == sorted(a["id"] for a in by_type["ApplyGAG"])
+    assert all(source[(apply["id"], "settings")] is settings for apply in by_type["ApplyGAG"])
+    last = [s for s in samplers if s["id"] not in {source[(t["id"], "latent_image")]["id"] for t in samplers}]
+    assert len(last) == 1, "the samplers form one chain"
+    (decode,) = by_type["VAEDecode"]
+    assert source[(decode["id"], "samples")] is last[0]
+    if "SaveVideo" in by_type:
+        (create,), (save,) = by_type["CreateVideo"], by_type["SaveVideo"]
+        assert source[(create["id"], "images")] is decode and source[(save["id"], "video")] is create
+    else:
+        (save,) = by_type["SaveImage"]
+        assert source[(save["id"], "images")] is decode
 
     notes = by_type.get("MarkdownNote", []) + by_type.get("Note", [])
     assert notes and any(preset["name"] in note["widgets_values"][0] for note in notes), "a note explains the preset"
@@ -196,7 +212,8 @@ def test_examples_workflows_is_a_relative_symlink():
 def test_web_presets_are_valid_settings(settings_api):
     names, defaults, settings_from_widgets = settings_api
     presets = load(PRESET_FILE)["presets"]
-    assert [p["name"] for p in presets] == ["SDXL", "SDXL distilled (4-step)", "FLUX.1", "FLUX.2", "Qwen-Image"]
+    assert [p["name"] for p in presets] == ["SDXL", "SDXL distilled (4-step)", "FLUX.1", "FLUX.2", "Qwen-Image",
+                                            "SD3.5", "Z-Image Turbo", "Wan 2.2", "HunyuanVideo 1.5"]
     for preset in presets:
         assert preset["basis"] in ("paper", "ours")
         assert set(preset["values"]) == {"lam", "zeta", "tau", "cap", "alpha", "mode", "start_percent",
