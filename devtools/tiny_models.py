@@ -27,14 +27,14 @@ class TinyModel:
     latent: torch.Tensor
 
 
-def random_weight_patcher(model_config, model_class, dtype=torch.float32, load_device=CPU):
+def random_weight_patcher(model_config, model_class, dtype=torch.float32, load_device=CPU, seed: int = 0):
     """A ModelPatcher around ``model_class(model_config)`` (a ``comfy.model_base`` class and
-    its ``comfy.supported_models`` config) with seeded random weights, built on the CPU."""
+    its ``comfy.supported_models`` config) with random weights drawn from ``seed``, built on the CPU."""
     import comfy.model_patcher
 
     model_config.set_inference_dtype(dtype, None)
     model = model_class(model_config, device=CPU)
-    randomize_(model.diffusion_model)
+    randomize_(model.diffusion_model, seed)
     model.diffusion_model.to(dtype)
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=CPU)
 

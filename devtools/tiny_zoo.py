@@ -46,10 +46,10 @@ def missing(name: str) -> str | None:
     return None
 
 
-def _patcher(model_config, model_class, dtype):
+def _patcher(model_config, model_class, dtype, seed: int = 0):
     """``random_weight_patcher`` with unit norm gains: its 0.02-scale 1-D weights would shrink
     the RMS-normed queries and keys of these models, and with them every score, to near 0."""
-    patcher = random_weight_patcher(model_config, model_class, dtype)
+    patcher = random_weight_patcher(model_config, model_class, dtype, seed=seed)
     with torch.no_grad():
         for module in patcher.model.diffusion_model.modules():
             if "Norm" in type(module).__name__:
@@ -89,6 +89,26 @@ def _wan(config_name: str, model_type: str, in_dim: int, extra: dict, dtype, *, 
 def wan_t2v(dtype=torch.float32):
     """Wan 2.1 / 2.2 text-to-video (the class Wan 2.2's image-to-video A14B loads as, too)."""
     return _wan("WAN21_T2V", "t2v", 16, {}, dtype, image_to_video=False)
+
+
+WAN_AS_DETECTED = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16,
+                   "dim": 128, "ffn_dim": 256, "freq_dim": 256, "out_dim": 16, "num_heads": 1, "num_layers": 2,
+                   "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6}
+"""A tiny Wan text-to-video config that ComfyUI's detection reads back from the model's weights
+(``comfy.model_detection``): it takes one head per 128 of width, 256 frequency dims and a text
+width of 4096 (T5-XXL's) whatever the file holds, so those stay; two blocks."""
+WAN_AS_DETECTED_TEXT_WIDTH = 4096
+
+
+def wan_t2v_state_dict(seed: int) -> dict:
+    """Random weights (drawn from ``seed``) of a model with the ``WAN_AS_DETECTED`` config, keys as
+    in a Wan 2.1 / 2.2 A14B diffusion-model file: UNETLoader loads it as a Wan text-to-video model.
+    Different seeds stand for Wan 2.2 A14B's two experts (high and low noise), which share a layout."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.WAN21_T2V(dict(WAN_AS_DETECTED))
+    return _patcher(config, comfy.model_base.WAN21, torch.float32, seed).model.diffusion_model.state_dict()
 
 
 def wan_i2v(dtype=torch.float32):

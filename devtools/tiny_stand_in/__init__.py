@@ -10,9 +10,11 @@ stand-in for ``CheckpointLoaderSimple``, with its outputs (MODEL, CLIP, VAE):
   with conditioning of that model's shapes, drawn from a seed derived from the text;
 - VAE: ``decode`` turns a latent (B, 4, h, w) into a (B, 8h, 8w, 3) image in [0, 1].
 
-``GAGTinyCLIPLoader`` takes ``CLIPLoader``'s inputs and loads the tiny FLUX.2 [klein] text
-encoder file of devtools/stand_in_files.py into ComfyUI's own Klein text encoder classes at
-that tiny width (CLIPLoader would build Qwen3-4B at its full size whatever the file holds).
+``GAGTinyCLIPLoader`` takes ``CLIPLoader``'s inputs and loads the text encoder files of
+devtools/stand_in_files.py, where CLIPLoader would build the real encoder at its full size
+whatever the file holds: type ``flux2`` loads the tiny FLUX.2 [klein] file into ComfyUI's own
+Klein text encoder classes at that tiny width; type ``wan`` reads the conditioning width from
+its file and gives a ``TinyTextEncoder`` of that width (32 tokens).
 
 ``POST /gag_stand_in/validate`` with ``{"prompt": ...}`` answers what the server's own
 validation (``execution.validate_prompt``, as ``/prompt`` runs it) says of an API-format
@@ -94,18 +96,20 @@ class GAGTinyCheckpointLoader:
 
 
 class GAGTinyCLIPLoader:
-    """CLIPLoader's inputs; loads a tiny FLUX.2 [klein] text encoder file (see the module docstring)."""
+    """CLIPLoader's inputs; loads a stand-in text encoder file (see the module docstring)."""
 
     CATEGORY = "_for_testing"
-    DESCRIPTION = "Test-only stand-in for Load CLIP on tiny FLUX.2 [klein] text encoder files (ComfyUI-GAG's tests)."
+    DESCRIPTION = "Test-only stand-in for Load CLIP on tiny text encoder files (ComfyUI-GAG's tests)."
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load"
+    WAN_TOKENS = 32
 
     @classmethod
     def INPUT_TYPES(cls):
         import folder_paths
 
-        return {"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),), "type": (["flux2"],)},
+        return {"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),),
+                             "type": (["flux2", "wan"],)},
                 "optional": {"device": (["default", "cpu"],)}}
 
     def load(self, clip_name, type, device="default"):
@@ -113,6 +117,9 @@ class GAGTinyCLIPLoader:
         import folder_paths
 
         state = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("text_encoders", clip_name))
+        if type == "wan":
+            (width,) = (int(tensor) for tensor in state.values())
+            return (TinyTextEncoder((1, self.WAN_TOKENS, width), (1, width)),)
         return (_tiny_models().klein_text_encoder(state),)
 
 
@@ -135,4 +142,4 @@ _add_validate_route()
 
 NODE_CLASS_MAPPINGS = {"GAGTinyCheckpointLoader": GAGTinyCheckpointLoader, "GAGTinyCLIPLoader": GAGTinyCLIPLoader}
 NODE_DISPLAY_NAME_MAPPINGS = {"GAGTinyCheckpointLoader": "GAG Tiny Checkpoint (test only)",
-                              "GAGTinyCLIPLoader": "GAG Tiny Klein Text Encoder (test only)"}
+                              "GAGTinyCLIPLoader": "GAG Tiny Text Encoder (test only)"}
