@@ -98,6 +98,7 @@ WAN_AS_DETECTED = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (
 (``comfy.model_detection``): it takes one head per 128 of width, 256 frequency dims and a text
 width of 4096 (T5-XXL's) whatever the file holds, so those stay; two blocks."""
 WAN_AS_DETECTED_TEXT_WIDTH = 4096
+"""The text width ``WanModel`` is built with when its config names none, as the detected one never does."""
 
 
 def wan_t2v_state_dict(seed: int) -> dict:
