@@ -6,7 +6,8 @@ CLIP-image tokens, then text), so self-attention and CLIP-image calls run untouc
 key of the text call is a text token (SPEC §1): without another override and with every
 row guided, ``gag_attention`` computes the guided output from one shared score map;
 otherwise the base output (a chained override's, or ComfyUI's backend) gets GAG's
-correction G − D added on the guided rows.
+correction G − D added on the guided rows. That combination, ``guided_text_attention``, serves
+the UNet ``attn2`` adapter too: there, too, every key is a text token.
 """
 
 import dataclasses
@@ -33,17 +34,30 @@ class CrossAdapter:
         return call.heads_first[1].shape[-2] == call.text_len
 
     def guide(self, call, rows, stats):
-        qh, kh, vh = call.heads_first
-        mask = as_four_dims(call.mask)
         to_output = (lambda t: t) if call.heads_first_output else merge_heads
-        if not call.chained and rows is None:
-            return to_output(gag_attention(qh, kh, vh, mask=mask, stats=stats, **self.guidance))
-        out = call.base()
-        if rows is None:
-            return out + to_output(gag_correction(qh, kh, vh, mask=mask, stats=stats, **self.guidance)).to(out.dtype)
-        out = out.clone()  # the base output may be another patch's tensor
-        for part in rows:  # whole cond chunks: batch slices
-            mask_part = mask[part] if mask is not None and mask.shape[0] == qh.shape[0] else mask
-            correction = gag_correction(qh[part], kh[part], vh[part], mask=mask_part, stats=stats, **self.guidance)
-            out[part] += to_output(correction).to(out.dtype)
-        return out
+        return guided_text_attention(*call.heads_first, as_four_dims(call.mask), rows, stats, self.guidance,
+                                     base=call.base, chained=call.chained, to_output=to_output)
+
+
+def guided_text_attention(qh, kh, vh, mask, rows, stats, guidance: dict, *, base, chained: bool, to_output):
+    """The output of a text cross-attention call (every key a text token) with GAG on ``rows``.
+
+    qh, kh, vh: (B, H, N, d), heads first; mask: None or a 4-D mask for them; rows: batch slices
+    to guide (whole cond chunks), None for all; stats: diagnostics or None; guidance: the
+    keyword arguments of ``gag_attention``. base: () → the unguided output in the call's layout
+    (a chained patch's, or ComfyUI's backend); chained: whether another patch makes that output;
+    to_output: (B, H, Nq, d) → the call's layout. Without a chained patch and with every row
+    guided, ``gag_attention`` computes the guided output from one shared score map; otherwise the
+    base output gets GAG's correction G − D on the guided rows.
+    """
+    if not chained and rows is None:
+        return to_output(gag_attention(qh, kh, vh, mask=mask, stats=stats, **guidance))
+    out = base()
+    if rows is None:
+        return out + to_output(gag_correction(qh, kh, vh, mask=mask, stats=stats, **guidance)).to(out.dtype)
+    out = out.clone()  # the base output may be another patch's tensor
+    for part in rows:
+        mask_part = mask[part] if mask is not None and mask.shape[0] == qh.shape[0] else mask
+        correction = gag_correction(qh[part], kh[part], vh[part], mask=mask_part, stats=stats, **guidance)
+        out[part] += to_output(correction).to(out.dtype)
+    return out

@@ -11,7 +11,7 @@ no second attention pass).
 
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 
-from ..gag_core import gag_attention, gag_correction
+from .cross_attention import guided_text_attention
 from .gate import merge_heads, split_heads
 
 UNET_BLOCK_LISTS = (("input", "input_blocks"), ("middle", None), ("output", "output_blocks"))
@@ -56,16 +56,10 @@ def _make_replacement(guidance: dict, gate, previous, observer):
         if admitted is None:
             return base_attention(q, k, v, extra_options)
         rows, stats = admitted
-        qh, kh, vh = (split_heads(t, extra_options["n_heads"]) for t in (q, k, v))
-        if previous is None and rows is None and OVERRIDE_KEY not in extra_options:
-            return merge_heads(gag_attention(qh, kh, vh, stats=stats, **guidance))
-        out = base_attention(q, k, v, extra_options)
-        if rows is None:
-            return out + merge_heads(gag_correction(qh, kh, vh, stats=stats, **guidance)).to(out.dtype)
-        out = out.clone()  # the base output may be another patch's tensor
-        for part in rows:
-            correction = gag_correction(qh[part], kh[part], vh[part], stats=stats, **guidance)
-            out[part] += merge_heads(correction).to(out.dtype)
-        return out
+        heads = (split_heads(t, extra_options["n_heads"]) for t in (q, k, v))
+        return guided_text_attention(*heads, None, rows, stats, guidance,
+                                     base=lambda: base_attention(q, k, v, extra_options),
+                                     chained=previous is not None or OVERRIDE_KEY in extra_options,
+                                     to_output=merge_heads)
 
     return gag_attn2
