@@ -301,3 +301,13 @@ def sample(model_patcher, tiny: TinyModel, *, steps=2, cfg=2.0, seed=42, sampler
     (out,) = nodes.common_ksampler(model_patcher, seed, steps, cfg, sampler, scheduler,
                                    tiny.positive, tiny.negative, {"samples": tiny.latent})
     return out["samples"]
+
+
+def with_attention_override(model_patcher, override):
+    """A clone of ``model_patcher`` with ``override`` as its ``optimized_attention_override``, the
+    way another node pack installs one (``override(func, q, k, v, heads, *args, **kwargs)``)."""
+    clone = model_patcher.clone()
+    options = clone.model_options["transformer_options"].copy()
+    options["optimized_attention_override"] = override
+    clone.model_options["transformer_options"] = options
+    return clone

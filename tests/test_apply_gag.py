@@ -170,13 +170,13 @@ def test_outside_the_window_nothing_changes_and_nothing_leaks(family, nodes_api)
 def test_existing_attention_patch_is_chained(family, nodes_api):
     tiny = tiny_models.BUILDERS[family]()
     prior_calls = []
-    base = tiny.patcher.clone()
     if family in UNET_FAMILIES:
         from comfy.ldm.modules.attention import optimized_attention
 
         def prior(q, k, v, extra):
             prior_calls.append(extra["block"])
             return optimized_attention(q, k, v, extra["n_heads"])
+        base = tiny.patcher.clone()
         first_output = next(n for n, _ in base.model.diffusion_model.named_modules()
                             if re.fullmatch(r"output_blocks\.\d+\.\d+\.transformer_blocks\.0\.attn2", n))
         base.set_model_attn2_replace(prior, "output", int(first_output.split(".")[1]), 0)
@@ -184,9 +184,7 @@ def test_existing_attention_patch_is_chained(family, nodes_api):
         def prior(func, *args, **kwargs):
             prior_calls.append(kwargs["transformer_options"].get("block_type"))
             return func(*args, **kwargs)
-        options = base.model_options["transformer_options"].copy()
-        options["optimized_attention_override"] = prior
-        base.model_options["transformer_options"] = options
+        base = tiny_models.with_attention_override(tiny.patcher, prior)
     plain = run(base, tiny)
     n_prior = len(prior_calls)
     assert n_prior > 0
@@ -280,10 +278,7 @@ def test_unet_keeps_another_packs_attention_override(family, nodes_api):
         seen["cross" if k.shape[1] != q.shape[1] else "self"] += 1
         return func(q, k, v, heads, *args, **kwargs)
 
-    base = tiny.patcher.clone()
-    options = base.model_options["transformer_options"].copy()
-    options["optimized_attention_override"] = other_pack
-    base.model_options["transformer_options"] = options
+    base = tiny_models.with_attention_override(tiny.patcher, other_pack)
     plain = run(base, tiny)
     plain_cross = seen["cross"]
     identity = run(nodes_api["apply_gag"](base, settings(nodes_api, alpha=1.0)), tiny)

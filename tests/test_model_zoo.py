@@ -250,10 +250,7 @@ def test_another_override_is_chained(family, api):
         prior_calls.append(kwargs["transformer_options"].get("block_index"))
         return func(*args, **kwargs)
 
-    base = tiny.patcher.clone()
-    options = base.model_options["transformer_options"].copy()
-    options["optimized_attention_override"] = prior
-    base.model_options["transformer_options"] = options
+    base = tiny_models.with_attention_override(tiny.patcher, prior)
     plain = run(base, tiny, steps=1)
     n_prior = len(prior_calls)
     assert n_prior > 0
