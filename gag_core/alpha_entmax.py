@@ -103,9 +103,8 @@ def sparse_probs(scores: torch.Tensor, alpha: float, *, dense_probs: torch.Tenso
     and is then used as scratch (overwritten). ``out`` (optional, the shape of ``scores``) receives the result when
     the eager exact solver runs; otherwise the result is a new tensor.
     """
+    check_number("alpha", alpha, RANGES["alpha"])
     alpha = float(alpha)
-    if not 1.0 <= alpha <= 2.0:
-        raise ValueError(f"alpha must be in [1, 2], got {alpha}")
     if alpha == 1.0:
         return torch.softmax(scores, -1, out=out) if dense_probs is None else dense_probs
     power = 1.0 / (alpha - 1.0)

@@ -22,7 +22,7 @@ from torch.nn.attention import SDPBackend
 from . import backends, execution
 from .alpha_entmax import compute_dtype, finite_floor, sparse_probs
 from .diagnostics import GuidanceStats
-from .guidance import guide
+from .guidance import guide_unchecked
 from .settings import check_guidance
 
 log = logging.getLogger(__name__)
@@ -251,10 +251,11 @@ def gag_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: flo
         if stats is not None:
             stats.add(r.dense, r.sparse, zeta=zeta, tau=tau, mode=mode)
         target = out[..., rows, :]
-        if target.dtype == r.sparse.dtype:
-            guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale, out=target)
-        else:  # half-precision output: combine in the compute dtype, then round once
-            target.copy_(guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale))
+        same_dtype = target.dtype == r.sparse.dtype  # else half precision: combine in the compute dtype, round once
+        guided = guide_unchecked(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale,
+                                 out=target if same_dtype else None)
+        if not same_dtype:
+            target.copy_(guided)
     return out
 
 
@@ -285,7 +286,7 @@ def gag_correction(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, lam: fl
     for rows, r in _guided_chunks(q, k, v, alpha, mask, with_logsumexp=joint_logsumexp is not None):
         if stats is not None:
             stats.add(r.dense, r.sparse, zeta=zeta, tau=tau, mode=mode)
-        guided = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
+        guided = guide_unchecked(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
         chunk = guided.sub_(r.dense)
         if joint_logsumexp is not None:
             # at most 1 by definition; the clamp keeps a row with no key at all (joint −inf) from inf · 0
@@ -320,10 +321,10 @@ def dense_attention_with_logsumexp(q: torch.Tensor, k: torch.Tensor, v: torch.Te
     if fused is None:
         return _chunked_attention_with_logsumexp(q, k, v, bias)
     out, lse = fused
-    if bias is not None:  # no host sync: every fused result goes through the fill
-        without_keys = bias.amax(-1) == float("-inf")
-        out = out.masked_fill(without_keys.unsqueeze(-1), 0.0)
-        lse = lse.masked_fill(without_keys, float("-inf"))
+    without_keys = _rows_without_keys(bias, float("-inf"))
+    if without_keys is not None:
+        out = out.masked_fill(without_keys, 0.0)
+        lse = lse.masked_fill(without_keys.squeeze(-1), float("-inf"))
     return out, lse
 
 
@@ -488,7 +489,7 @@ def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, te
                                   mask_block(mask, image, text), with_logsumexp=True):
         if stats is not None:
             stats.add(r.dense, r.sparse, zeta=zeta, tau=tau, mode=mode)
-        guided = guide(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
+        guided = guide_unchecked(r.dense, r.sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
         text_mass = r.logsumexp.sub_(lse_image[..., rows].unsqueeze(-1)).sigmoid_()
         out_image[..., rows, :] = torch.lerp(dense_image[..., rows, :].to(guided.dtype), guided, text_mass)
     return out

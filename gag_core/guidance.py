@@ -48,6 +48,15 @@ def guide(dense: torch.Tensor, sparse: torch.Tensor, *, lam: float, zeta: float,
     ranges (see ``settings.RANGES``).
     """
     check_guidance(lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale)
+    return guide_unchecked(dense, sparse, lam=lam, zeta=zeta, tau=tau, mode=mode, pladis_scale=pladis_scale,
+                           out=out)
+
+
+def guide_unchecked(dense: torch.Tensor, sparse: torch.Tensor, *, lam: float, zeta: float,
+                    tau: float | None, mode: str, pladis_scale: float,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
+    """``guide`` for arguments the caller has already checked: the attention functions check
+    them once per call, then combine chunk by chunk."""
     if mode == "pladis":
         return torch.lerp(dense, sparse, pladis_scale, out=out)
     terms = guidance_terms(dense, sparse, zeta=zeta, tau=tau)

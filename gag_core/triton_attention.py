@@ -45,6 +45,7 @@ import triton
 import triton.language as tl
 
 from .alpha_entmax import SUPPORT_MARGIN
+from .attention import as_four_dims
 from .backends import interpreting
 from .guidance import SPARSE_NORM_EPS
 
@@ -348,9 +349,7 @@ def _mask_argument(mask: torch.Tensor | None, shape: tuple) -> tuple:
     """(tensor, kind) for the kernel: a 4-D mask broadcast (stride 0) to ``shape``, bool as bytes."""
     if mask is None:
         return None, MASK_NONE
-    while mask.ndim < 4:
-        mask = mask.unsqueeze(0) if mask.ndim != 3 else mask.unsqueeze(1)
-    mask = mask.expand(shape)
+    mask = as_four_dims(mask).expand(shape)
     if mask.dtype == torch.bool:
         return mask.view(torch.uint8), MASK_BOOL
     return mask, MASK_ADDITIVE
