@@ -11,6 +11,7 @@ from .attention import (
     gag_correction,
     gag_joint_attention,
     image_text_block,
+    joint_token_slices,
 )
 from .alpha_entmax import entmax, set_compile
 from .diagnostics import GuidanceStats
@@ -29,5 +30,6 @@ __all__ = [
     "guidance_terms",
     "guide",
     "image_text_block",
+    "joint_token_slices",
     "set_compile",
 ]

@@ -86,9 +86,18 @@ def mask_block(mask: torch.Tensor | None, queries: slice, keys: slice) -> torch.
     return mask[..., queries if mask.shape[-2] > 1 else slice(None), keys if mask.shape[-1] > 1 else slice(None)]
 
 
-def image_text_block(mask: torch.Tensor | None, text_len: int) -> torch.Tensor | None:
-    """The (image queries × text keys) part of a 4-D joint-attention mask, text first."""
-    return mask_block(mask, slice(text_len, None), slice(None, text_len))
+def joint_token_slices(text_len: int, text_last: bool = False) -> tuple[slice, slice]:
+    """(text, image) slices of a joint token sequence whose ``text_len`` > 0 text tokens form
+    one run, first (default) or last."""
+    if text_last:
+        return slice(-text_len, None), slice(None, -text_len)
+    return slice(None, text_len), slice(text_len, None)
+
+
+def image_text_block(mask: torch.Tensor | None, text_len: int, text_last: bool = False) -> torch.Tensor | None:
+    """The (image queries × text keys) part of a 4-D joint-attention mask, text first (or last)."""
+    text, image = joint_token_slices(text_len, text_last)
+    return mask_block(mask, image, text)
 
 
 def _scaled_keys_t(q: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -455,10 +464,12 @@ def _chunked_attention_with_logsumexp(q, k, v, bias):
 def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text_len: int,
                         lam: float, zeta: float, tau: float | None, alpha: float, mode: str = "gag",
                         pladis_scale: float = 2.0, mask: torch.Tensor | None = None,
-                        stats: GuidanceStats | None = None, backend: str = "auto") -> torch.Tensor:
+                        stats: GuidanceStats | None = None, backend: str = "auto",
+                        text_last: bool = False) -> torch.Tensor:
     """Joint (MMDiT) attention with only the image-query × text-key block guided.
 
-    Tokens are laid out text first: positions [0, text_len) are text, the rest image.
+    Tokens are laid out text first: positions [0, text_len) are text, the rest image; with
+    ``text_last`` the last ``text_len`` positions are text (HunyuanVideo, HiDream).
     Text-query rows are the dense joint output. Image-query rows are
     out_joint_dense + m · (G_t − D_t) (SPEC §2), computed as D_i + m · (G_t − D_i): D_i is
     the dense retrieval over the image keys alone and m = σ(lse_t − lse_i) the joint mass
@@ -473,7 +484,7 @@ def gag_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, te
     mask = as_four_dims(mask)
     if not 0 < text_len < q.shape[-2]:
         return dense_attention_with_logsumexp(q, k, v, mask)[0]
-    text, image = slice(None, text_len), slice(text_len, None)
+    text, image = joint_token_slices(text_len, text_last)
     out = torch.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype, device=q.device)
     out[..., text, :] = dense_attention_with_logsumexp(q[..., text, :], k, v, mask_block(mask, text, slice(None)))[0]
     dense_image, lse_image = dense_attention_with_logsumexp(q[..., image, :], k[..., image, :], v[..., image, :],

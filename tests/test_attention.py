@@ -4,6 +4,8 @@ Tests that take the ``torch_path`` fixture (conftest.py) run on the CPU path and
 device path.
 """
 
+import functools
+
 import pytest
 import torch
 
@@ -84,6 +86,24 @@ def test_joint_attention_with_masks_matches_reference(torch_path):
         out = gag_core.gag_joint_attention(q, k, v, text_len=text_len, mask=keep, **params)
         reference = reference_joint_attention(q, k, v, text_len=text_len, keep=keep, **params)
         torch.testing.assert_close(out.double(), reference, atol=2e-5, rtol=1e-5)
+
+
+def test_joint_attention_with_text_last_matches_the_reference_in_text_first_order(torch_path):
+    """Text last (HunyuanVideo, HiDream): the reference, which takes text first, on the same
+    tokens moved text first (attention is equivariant under reordering queries with keys)."""
+    text_len = 9
+    q, k, v = qkv(seed=19, nq=30, nk=30)
+    keep = torch.rand(2, 1, 30, 30, generator=torch.Generator().manual_seed(7)) > 0.3
+    keep[..., 0] = keep[..., -1] = True
+    to_front = functools.partial(torch.roll, shifts=text_len, dims=-2)
+    keep_front = torch.roll(keep, shifts=(text_len, text_len), dims=(-2, -1))
+    for params in SETTINGS:
+        out = gag_core.gag_joint_attention(q, k, v, text_len=text_len, text_last=True, mask=keep, **params)
+        reference = reference_joint_attention(to_front(q), to_front(k), to_front(v), text_len=text_len,
+                                              keep=keep_front, **params)
+        torch.testing.assert_close(to_front(out).double(), reference, atol=2e-5, rtol=1e-5)
+    text, image = gag_core.joint_token_slices(text_len, text_last=True)
+    assert torch.equal(gag_core.image_text_block(keep, text_len, text_last=True), keep[..., image, text])
 
 
 def test_joint_attention_rows_without_keys_are_zero(torch_path):

@@ -197,13 +197,15 @@ def joint_inputs(seed, text_len=77, image_len=20, head_dim=64):
     return make(), make(), make(), dict(none=None, bool=keep.to(DEVICE), additive=bias)
 
 
-@pytest.mark.parametrize("mask_kind", ["none", "bool", "additive"])
-def test_joint_attention_matches_the_torch_path(mask_kind):
+@pytest.mark.parametrize("mask_kind, text_last", [("none", False), ("bool", False), ("additive", False),
+                                                  ("bool", True)])
+def test_joint_attention_matches_the_torch_path(mask_kind, text_last):
     """The kernel's joint epilogue (image rows D_img + σ(lse_t − lse_i)(G_t − D_img)) against
-    gag_core's PyTorch joint path, which tests/test_attention.py checks against float64."""
+    gag_core's PyTorch joint path, which tests/test_attention.py checks against float64; text
+    first, and text last (the image rows then start at the sequence's first token)."""
     q, k, v, masks = joint_inputs(seed=12)
     for params in JOINT_SETTINGS if mask_kind == "none" else JOINT_SETTINGS[:2]:
-        kwargs = dict(text_len=77, mask=masks[mask_kind], **params)
+        kwargs = dict(text_len=77, text_last=text_last, mask=masks[mask_kind], **params)
         fused = gag_core.gag_joint_attention(q, k, v, backend="triton", **kwargs)
         torch_path = gag_core.gag_joint_attention(q.double(), k.double(), v.double(), backend="torch", **kwargs)
         assert relative_error(fused, torch_path) <= FP32_TOLERANCE, params
