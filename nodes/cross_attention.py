@@ -14,7 +14,7 @@ import dataclasses
 
 from ..gag_core import as_four_dims, gag_attention, gag_correction
 from . import override
-from .gate import merge_heads
+from .gate import mask_rows, merge_heads
 
 
 def install(model_patcher, architecture, settings, selection, gate, observer=None) -> None:
@@ -57,7 +57,7 @@ def guided_text_attention(qh, kh, vh, mask, rows, stats, guidance: dict, *, base
         return out + to_output(gag_correction(qh, kh, vh, mask=mask, stats=stats, **guidance)).to(out.dtype)
     out = out.clone()  # the base output may be another patch's tensor
     for part in rows:
-        mask_part = mask[part] if mask is not None and mask.shape[0] == qh.shape[0] else mask
+        mask_part = mask_rows(mask, part, qh.shape[0])
         correction = gag_correction(qh[part], kh[part], vh[part], mask=mask_part, stats=stats, **guidance)
         out[part] += to_output(correction).to(out.dtype)
     return out

@@ -77,10 +77,16 @@ class GuidanceGate:
         return rows, (observer.guided(transformer_options) if observer is not None else None)
 
 
+def mask_rows(mask: torch.Tensor | None, part: slice, batch: int) -> torch.Tensor | None:
+    """The batch slice ``part`` of a 4-D mask for a batch of ``batch``; a mask broadcast over
+    the batch (size 1) serves every slice as it is."""
+    return mask[part] if mask is not None and mask.shape[0] == batch else mask
+
+
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, N, H·d) → (B, H, N, d)."""
-    b, n, _ = x.shape
-    return x.view(b, n, heads, -1).transpose(1, 2)
+    """(B, N, H·d) → (B, H, N, d); (B, N, H, d) passes too, as ComfyUI's backends view it
+    like (B, N, H·d) (SD3's v)."""
+    return (x if x.ndim == 4 else x.unflatten(-1, (heads, -1))).transpose(1, 2)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:

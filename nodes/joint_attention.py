@@ -29,7 +29,7 @@ from ..gag_core import (
 )
 from . import override
 from .architectures import TEXT_LAST
-from .gate import merge_heads
+from .gate import mask_rows, merge_heads
 
 
 def install(model_patcher, architecture, settings, selection, gate, observer=None) -> None:
@@ -67,7 +67,7 @@ class JointAdapter:
         text, image = joint_token_slices(text_len, self.text_last)
         for part in (slice(None),) if rows is None else rows:
             q_part, k_part, v_part = qh[part], kh[part], vh[part]
-            mask_part = mask[part] if mask is not None and mask.shape[0] == qh.shape[0] else mask
+            mask_part = mask_rows(mask, part, qh.shape[0])
             lse_part = dense_attention_with_logsumexp(q_part, k_part, v_part, mask_part)[1] if lse is None \
                 else lse[part]
             correction = gag_correction(q_part[..., image, :], k_part[..., text, :], v_part[..., text, :],

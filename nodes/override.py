@@ -11,6 +11,7 @@ import functools
 import logging
 
 from . import text_calls
+from .gate import split_heads
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,8 @@ class AttentionCall:
     """One attention call as ComfyUI's backends receive it.
 
     q, k, v: (B, N, H·d) (or (B, N, H, d)), or (B, H, N, d) with ``skip_reshape``; the output layout is
-    (B, N, H·d), or (B, H, N, d) with ``skip_output_reshape``. ``chained``: another
-    override makes the base output."""
+    (B, N, H·d), or (B, H, N, d) with ``skip_output_reshape``. ``previous``: the override
+    installed before GAG's, which then makes the base output (None: ComfyUI's backend)."""
 
     func: object
     q: object
@@ -33,17 +34,19 @@ class AttentionCall:
     mask: object
     kwargs: dict
     text_len: int
-    chained: bool
-    _previous: object = dataclasses.field(repr=False, default=None)
+    previous: object = dataclasses.field(repr=False, default=None)
+
+    @property
+    def chained(self) -> bool:
+        """Whether another override makes the base output."""
+        return self.previous is not None
 
     @functools.cached_property
     def heads_first(self) -> tuple:
         """(q, k, v) as (B, H, N, d)."""
         if self.kwargs.get("skip_reshape", False):
             return self.q, self.k, self.v
-        # (B, N, H, d) passes too: ComfyUI's backends view it like (B, N, H·d) (SD3's v)
-        return tuple((t if t.ndim == 4 else t.unflatten(-1, (self.heads, -1))).transpose(1, 2)
-                     for t in (self.q, self.k, self.v))
+        return tuple(split_heads(t, self.heads) for t in (self.q, self.k, self.v))
 
     @property
     def heads_first_output(self) -> bool:
@@ -51,7 +54,7 @@ class AttentionCall:
 
     def base(self):
         """The output without GAG: the chained override's, else the backend's."""
-        return _base_attention(self._previous, self.func, self.q, self.k, self.v, self.heads, self.mask,
+        return _base_attention(self.previous, self.func, self.q, self.k, self.v, self.heads, self.mask,
                                self.kwargs)
 
 
@@ -79,7 +82,7 @@ def _make_override(architecture, selection, gate, previous, observer, adapter):
         text_len = text_calls.text_length(options, architecture, selection)
         if text_len is None:
             return _base_attention(previous, func, q, k, v, heads, mask, kwargs)
-        call = AttentionCall(func, q, k, v, heads, mask, kwargs, text_len, previous is not None, previous)
+        call = AttentionCall(func, q, k, v, heads, mask, kwargs, text_len, previous)
         if not adapter.confirms(call):
             _warn_mismatch(architecture.name, tuple(call.heads_first[0].shape), tuple(call.heads_first[1].shape),
                            text_len)

@@ -67,15 +67,18 @@ class BlockCalls:
 
 def install(model_patcher, architecture) -> None:
     """Register the hooks ``architecture`` needs on ``model_patcher`` (a clone)."""
+    diffusion_model = model_patcher.model.diffusion_model
     if architecture.text_length == CONTEXT_LENGTH or architecture.block_ids != DIT_BLOCK_PATCH:
+        sequence = tuple((kind, len(getattr(diffusion_model, attribute)))
+                         for kind, attribute in architecture.block_lists)
         model_patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                                           _make_wrapper(architecture))
+                                           _make_wrapper(architecture, sequence))
     if architecture.block_ids == DIT_BLOCK_PATCH or architecture.text_length == BLOCK_TEXT_STREAM:
         replacements = model_patcher.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
         # every block, selected or not: the first kind's blocks record the text length for later kinds
         marked = architecture.block_lists if architecture.block_ids == DIT_BLOCK_PATCH else architecture.block_lists[:1]
         for kind, attribute in marked:
-            for index in range(len(getattr(model_patcher.model.diffusion_model, attribute))):
+            for index in range(len(getattr(diffusion_model, attribute))):
                 key = (f"{kind}_block", index)
                 model_patcher.set_model_patch_replace(
                     _make_block_patch(architecture, (kind, index), replacements.get(key)), "dit", *key)
@@ -121,23 +124,23 @@ def _arguments(executor, args, kwargs) -> dict:
     return arguments
 
 
-def _make_wrapper(architecture):
+def _make_wrapper(architecture, sequence: tuple):
+    """``sequence``: (block kind, number of blocks) in the order the blocks run."""
+
     def record_text_length(executor, *args, **kwargs):
         """DIFFUSION_MODEL wrapper: a fresh call count, and the text length for the override."""
         arguments = _arguments(executor, args, kwargs)
         options = arguments.get("transformer_options")
         if not isinstance(options, dict):
             return executor(*args, **kwargs)
-        model = executor.class_obj
-        calls = options[CALLS_KEY] = BlockCalls(tuple((kind, len(getattr(model, attribute)))
-                                                      for kind, attribute in architecture.block_lists))
+        calls = options[CALLS_KEY] = BlockCalls(sequence)
         context = arguments.get("context")
         if architecture.text_length == CONTEXT_LENGTH and context is not None:
             unknown = [name for name in architecture.text_unknown_with if arguments.get(name)]
             if unknown:
                 _warn_once(architecture.name, f"with {unknown[0]} its text length is unknown")
             else:
-                options[TEXT_LEN_KEY] = architecture.text_tokens(context.shape[1], model, arguments)
+                options[TEXT_LEN_KEY] = architecture.text_tokens(context.shape[1], executor.class_obj, arguments)
         out = executor(*args, **kwargs)
         if architecture.block_ids == MODEL_BLOCK_IDS and not calls.blocks_seen:
             _warn_once(architecture.name, "this ComfyUI version passes no block ids (block_type, block_index) to "

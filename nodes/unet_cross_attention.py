@@ -13,9 +13,9 @@ from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 
 from .cross_attention import guided_text_attention
 from .gate import merge_heads, split_heads
+from .override import OVERRIDE_KEY
 
 UNET_BLOCK_LISTS = (("input", "input_blocks"), ("middle", None), ("output", "output_blocks"))
-OVERRIDE_KEY = "optimized_attention_override"
 
 
 def cross_attention_layers(diffusion_model):
