@@ -25,14 +25,21 @@ CASES = [case for case in run.CASES if case["name"].startswith(("P1", "P3"))]
 """The SDXL cross-attention and joint attention shapes of ``python -m bench``."""
 
 
-def run_case(case, device, dtype, backend="torch"):
-    """Return (max relative error, finite) of one bench case in ``dtype`` on ``device``."""
-    # the bench inputs in ``dtype``, doubled (exactly) for a wider logit spread
-    rounded = [t * 2.0 for t in run.inputs(case, torch.device("cpu"), dtype)]
-    # the same inputs in float64: only the arithmetic differs
-    reference = run.gag_function(case, *(t.double() for t in rounded), backend="torch", **SETTINGS)()
+def case_inputs(case, dtype) -> list:
+    """The bench inputs of ``case`` in ``dtype`` on the CPU, doubled (exactly) for a wider logit spread."""
+    return [t * 2.0 for t in run.inputs(case, torch.device("cpu"), dtype)]
+
+
+def reference_output(case, dtype) -> torch.Tensor:
+    """The float64 CPU result on the same (rounded) inputs: only the arithmetic differs."""
+    return run.gag_function(case, *(t.double() for t in case_inputs(case, dtype)), backend="torch", **SETTINGS)()
+
+
+def run_case(case, device, dtype, backend, reference):
+    """Return (max relative error, finite) of one bench case in ``dtype`` on ``device``,
+    against ``reference_output(case, dtype)``."""
     with torch.inference_mode():
-        out = run.gag_function(case, *(t.to(device) for t in rounded), backend=backend, **SETTINGS)()
+        out = run.gag_function(case, *(t.to(device) for t in case_inputs(case, dtype)), backend=backend, **SETTINGS)()
     out = out.cpu().double()
     error = ((out - reference).abs().max() / reference.abs().max()).item()
     return error, bool(torch.isfinite(out).all())
@@ -45,13 +52,17 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     failures = 0
+    references = {}  # (case name, dtype) → reference_output: one float64 CPU run, whatever the backends
     for backend, reason in ops.backends_on(torch.device(args.device)).items():
         if reason is not None:
             print(f"backend {backend}: not checked here ({reason})")
             continue
         for case in CASES:
             for dtype, tolerance in TOLERANCE.items():
-                error, finite = run_case(case, args.device, dtype, backend)
+                key = (case["name"], dtype)
+                if key not in references:
+                    references[key] = reference_output(case, dtype)
+                error, finite = run_case(case, args.device, dtype, backend, references[key])
                 ok = finite and error <= tolerance
                 failures += not ok
                 print(f"{backend:<7}{case['name']:<32} {str(dtype):<15} max|diff|/max|ref| {error:.1e} "

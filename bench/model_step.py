@@ -20,11 +20,11 @@ auto,torch`` (or ``python -m bench.gpu_report``).
 """
 
 import argparse
-import contextlib
 import importlib
 import os
 import statistics
 import time
+from unittest import mock
 
 import torch
 
@@ -70,19 +70,9 @@ def build(name: str, size: int, device: torch.device, dtype: torch.dtype):
     return patcher, positive, negative, latent, cfg
 
 
-@contextlib.contextmanager
 def gag_backend(backend: str | None):
-    """``GAG_BACKEND`` set to ``backend`` within this context (untouched for None)."""
-    previous = os.environ.get("GAG_BACKEND")
-    if backend is not None:
-        os.environ["GAG_BACKEND"] = backend
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("GAG_BACKEND", None)
-        else:
-            os.environ["GAG_BACKEND"] = previous
+    """A context with ``GAG_BACKEND`` set to ``backend`` (untouched for None)."""
+    return mock.patch.dict(os.environ, {} if backend is None else {"GAG_BACKEND": backend})
 
 
 def sampler_step(patcher, positive, negative, latent, cfg):

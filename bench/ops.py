@@ -27,7 +27,6 @@ Python wrapper's aten ops plus its launches. On a CPU or meta device the triton 
 ``TRITON_INTERPRET=1`` in the environment (see gag_core/backends.py).
 """
 
-import collections
 import contextlib
 import dataclasses
 import os
@@ -91,9 +90,6 @@ class OpTrace:
     @property
     def bytes(self) -> int:
         return sum(op.bytes for op in self.ops)
-
-    def kernel_counts(self) -> collections.Counter:
-        return collections.Counter(op.name for op in self.ops if op.kernel)
 
     def summary(self) -> str:
         return f"{self.kernels} kernels, {len(self.syncs)} syncs, {self.bytes / 2**20:.1f} MiB touched"
@@ -163,7 +159,7 @@ def trace(fn, into: OpTrace | None = None) -> tuple[OpTrace, object]:
 
 
 @contextlib.contextmanager
-def triton_launches(trace_into: OpTrace | None = None, *, execute: bool = False):
+def triton_launches(trace_into: OpTrace, *, execute: bool = False):
     """Within this context every launch of a Triton kernel of ``gag_core.triton_attention``
     is recorded into ``trace_into`` (one kernel op named ``triton::<kernel>``, its bytes those
     of its distinct tensor arguments) instead of being traced op by op; with ``execute`` the
@@ -178,7 +174,7 @@ def triton_launches(trace_into: OpTrace | None = None, *, execute: bool = False)
 
     def recorder(kernel):
         def run(*args, grid, warmup, **kwargs):
-            if trace_into is not None and not warmup:
+            if not warmup:
                 # its tensor arguments, each once (absent ones are passed as stand-ins): read or written once
                 tensors = {id(t): t for t in args if isinstance(t, torch.Tensor)}.values()
                 trace_into.ops.append(Op(f"triton::{kernel.__name__}", True, None,
@@ -228,8 +224,6 @@ LAYERS = {
 }
 """Layer kinds ``trace_layer`` audits. Cross kinds take shape (B, H, Nq, Nk, d), joint kinds
 (B, H, image tokens, text tokens, d)."""
-WHERE = ("cpu", "device path", "cuda (meta)")
-"""Where ``trace_layer`` runs a layer on a machine without a GPU (see the module doc)."""
 
 
 def layer(kind: str, shape: tuple, *, device, dtype: torch.dtype, backend: str = "torch"):
@@ -276,7 +270,10 @@ def trace_layer(kind: str, shape: tuple, *, where: str = "cpu", dtype: torch.dty
             device = "meta"
         function = layer(kind, shape, device=device, dtype=dtype, backend=backend)
         if backend == "triton":
-            stack.enter_context(triton_launches(record, execute=torch.device(device).type == "cuda"))
+            on_cuda = torch.device(device).type == "cuda"
+            stack.enter_context(triton_launches(record, execute=on_cuda))
+            if not on_cuda:  # gag_core lets the triton backend take CPU and meta tensors only when interpreting
+                stack.enter_context(mock.patch.dict(os.environ, {"TRITON_INTERPRET": "1"}))
         stack.enter_context(torch.inference_mode())
         trace(function, into=record)
     return record
@@ -287,18 +284,3 @@ def backends_on(device, dtype: torch.dtype = torch.float32) -> dict:
     ``device``, else why not (see gag_core/backends.py)."""
     q = torch.empty(1, 1, 16, 64, device=device, dtype=dtype)
     return {"torch": None, "triton": backends.triton_unsupported_reason(q, q, 1.5)}
-
-
-@contextlib.contextmanager
-def triton_interpreter_flag():
-    """``TRITON_INTERPRET=1`` within this context, so that gag_core lets the triton backend
-    take CPU and meta tensors (its kernel launches are only recorded here, never run)."""
-    previous = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["TRITON_INTERPRET"]
-        else:
-            os.environ["TRITON_INTERPRET"] = previous

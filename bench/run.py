@@ -16,7 +16,6 @@ import argparse
 import os
 import subprocess
 import sys
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -133,8 +132,7 @@ def print_op_audit(cases, device: torch.device, dtype: torch.dtype) -> None:
         seen.add((kind, case["shape"]))
         for backend, where, label in audits:
             try:
-                with ops.triton_interpreter_flag() if backend == "triton" and where != "cuda" else nullcontext():
-                    summary = ops.trace_layer(kind, case["shape"], where=where, dtype=dtype, backend=backend).summary()
+                summary = ops.trace_layer(kind, case["shape"], where=where, dtype=dtype, backend=backend).summary()
             except (ImportError, ValueError) as error:  # e.g. triton missing
                 summary = f"not traced ({error})"
             print(f"  {case['name']:<34} {label:<52} {summary}", flush=True)
