@@ -134,6 +134,12 @@ class ComfyServer:
             raise PromptRejected(json.loads(error.read())) from None
         return answer["prompt_id"]
 
+    def validate(self, prompt: dict) -> dict:
+        """What the server's own validation says of an API-format prompt, without queueing it:
+        ``valid``, ``error``, ``outputs``, ``node_errors``. Needs the stand-in pack (its route
+        ``/gag_stand_in/validate``, devtools/tiny_stand_in)."""
+        return self.post_json("/gag_stand_in/validate", {"prompt": prompt})
+
     def wait_for(self, prompt_id: str, timeout: float = 120.0) -> dict:
         """Poll ``/history`` until the prompt finished; returns its entry (ServerError if it failed)."""
         deadline = time.monotonic() + timeout

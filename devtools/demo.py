@@ -12,6 +12,8 @@ import pathlib
 import tempfile
 import time
 
+from safetensors.torch import load_file
+
 from .comfy_host import REPO_ROOT
 from .comfy_server import ComfyServer
 from .workflow_api import to_api
@@ -92,6 +94,12 @@ def example_prompt(object_info: dict) -> tuple[dict, str]:
 def output_files(entry: dict, kind: str = "images") -> list:
     """The files (``filename``, ``subfolder``, ``type``) a finished prompt's nodes reported."""
     return [file for node_output in entry["outputs"].values() for file in node_output.get(kind, [])]
+
+
+def saved_latent(server, entry: dict):
+    """The latent tensor the one Save Latent node of a finished prompt wrote on ``server``."""
+    (file,) = output_files(entry, "latents")
+    return load_file(server.home / "output" / file["subfolder"] / file["filename"])["latent_tensor"]
 
 
 def run(output: pathlib.Path, port: int | None = None) -> pathlib.Path:

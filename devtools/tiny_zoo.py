@@ -7,14 +7,13 @@ sampler call) from the running host's own ``comfy.supported_models`` configs and
 the weights' ``dtype`` (float32 by default).
 """
 
-import dataclasses
 import functools
 import inspect
 import pkgutil
 
 import torch
 
-from .tiny_models import TinyModel, random_weight_patcher
+from .tiny_models import TinyModel, _text, for_host, random_weight_patcher
 
 REQUIRED_CLASSES = {
     "wan_t2v": ("comfy.supported_models.WAN21_T2V", "comfy.ldm.wan.model.WanModel"),
@@ -57,11 +56,6 @@ def _patcher(model_config, model_class, dtype, seed: int = 0):
                     if gain.ndim == 1:
                         gain.fill_(1.0)
     return patcher
-
-
-def _text(tokens, width, seed, **extra):
-    generator = torch.Generator().manual_seed(seed)
-    return [[torch.randn(1, tokens, width, generator=generator), dict(extra)]]
 
 
 class _ClipVisionOutput:
@@ -170,13 +164,11 @@ def hunyuan_video(dtype=torch.float32, padded_tokens: int = 0):
         "in_channels": 16, "out_channels": 16, "vec_in_dim": 32, "context_in_dim": 48, "hidden_size": 64,
         "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2, "axes_dim": [8, 12, 12],
         "theta": 256, "patch_size": [1, 2, 2], "qkv_bias": True, "guidance_embed": True,
-        # fields newer hosts added (1.5's byT5, meanflow, vision tokens), all off; older hosts lack them
-        "byt5": False, "meanflow": False, "use_cond_type_embedding": False, "vision_in_dim": None,
-        "meanflow_sum": False,
     }
-    host_fields = {field.name for field in dataclasses.fields(comfy.ldm.hunyuan_video.model.HunyuanVideoParams)}
-    config = comfy.supported_models.HunyuanVideo(
-        {"image_model": "hunyuan_video", **{k: v for k, v in params.items() if k in host_fields}})
+    # fields newer hosts added (1.5's byT5, meanflow, vision tokens), all off; older hosts lack them
+    params = for_host(comfy.ldm.hunyuan_video.model.HunyuanVideoParams, params, byt5=False, meanflow=False,
+                      use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False)
+    config = comfy.supported_models.HunyuanVideo({"image_model": "hunyuan_video", **params})
     extra = {"pooled_output": torch.randn(1, 32, generator=torch.Generator().manual_seed(5)), "guidance": 6.0}
     positive = _text(12, 48, 1, **extra)
     if padded_tokens:

@@ -15,7 +15,6 @@ import json
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from devtools import comfy_host, demo, stand_in_files, tiny_models
 from devtools.comfy_host import REPO_ROOT
@@ -76,20 +75,16 @@ def klein_server(api, tmp_path_factory):
         yield server
 
 
-def validation(server, prompt: dict) -> dict:
-    return server.post_json("/gag_stand_in/validate", {"prompt": prompt})
-
-
 def test_shipped_klein_workflow_passes_the_servers_validation(server):
     object_info = server.object_info()
     prompt = to_api(WORKFLOW, object_info)
-    answer = validation(server, prompt)
+    answer = server.validate(prompt)
     assert answer["valid"] and not answer["node_errors"], answer
     assert answer["outputs"] == [next(i for i, n in prompt.items() if n["class_type"] == "SaveImage")]
     # control: a file the server does not have is refused, naming the input
     unet = next(i for i, n in prompt.items() if n["class_type"] == "UNETLoader")
     prompt[unet]["inputs"]["unet_name"] = "flux-2-klein-9b.safetensors"
-    answer = validation(server, prompt)
+    answer = server.validate(prompt)
     assert not answer["valid"]
     assert any(e["extra_info"]["input_name"] == "unet_name" for e in answer["node_errors"][unet]["errors"])
 
@@ -116,8 +111,7 @@ def test_shipped_klein_workflow_runs_end_to_end(server):
         (image,) = demo.output_files(entry)
         with Image.open(io.BytesIO(server.view(image))) as png:
             assert (png.format, png.size) == ("PNG", (SIZE, SIZE))
-        (latent,) = demo.output_files(entry, "latents")
-        latents[gag] = load_file(server.home / "output" / latent["subfolder"] / latent["filename"])["latent_tensor"]
+        latents[gag] = demo.saved_latent(server, entry)
     assert latents[True].shape == (1, 128, SIZE // 16, SIZE // 16)
     assert bool(torch.isfinite(latents[True]).all())
     assert not torch.allclose(latents[True], latents[False])  # Apply GAG changed the sampling

@@ -12,15 +12,14 @@ import collections
 import copy
 import dataclasses
 import os
-import re
 
 import pytest
 import torch
 from gag_reference import reference_cross_attention, reference_joint_attention
 
 from devtools import comfy_host, tiny_models, tiny_zoo
+from test_apply_gag import STEPS, nodes_api, run, settings  # noqa: F401  (nodes_api: fixture)
 
-STEPS = 2
 PARAMS = dict(lam=4.0, zeta=0.3, tau=0.5, alpha=1.5)
 DEFAULTS = dict(lam=5.0, zeta=0.0, tau=15.0, alpha=1.5)
 
@@ -63,17 +62,11 @@ FAMILIES = {
 }
 
 
-def host_version():
-    root = comfy_host.comfyui_root()
-    match = root and re.search(r'"([\d.]+)"', (root / "comfyui_version.py").read_text())
-    return match.group(1) if match else "unknown"
-
-
 def require(name):
     """Family ``name``, skipping (on older hosts only) when this host lacks what it needs."""
     lacking = tiny_zoo.missing(name)
     if lacking is not None:
-        version = host_version()
+        version = ".".join(map(str, comfy_host.host_version()))
         if version.startswith("0.12") or os.environ.get("GAG_REQUIRE_ZOO"):
             pytest.fail(f"ComfyUI {version} lacks {lacking}, which {name} needs")
         pytest.skip(f"ComfyUI {version} lacks {lacking} ({name} needs ComfyUI 0.12.1)")
@@ -86,19 +79,8 @@ def family(request, pack):
 
 
 @pytest.fixture
-def api(pack):
-    from comfyui_gag.gag_core import GAGSettings
-    from comfyui_gag.nodes import apply, options
-
-    def settings(blocks="auto", start=0.0, end=1.0, cond_only=False, **guidance):
-        return options.NodeSettings(guidance=GAGSettings(**guidance), start_percent=start, end_percent=end,
-                                    blocks=options.BlockSelection.parse(blocks), cond_only=cond_only)
-
-    return dataclasses.make_dataclass("Api", ["apply_gag", "settings"])(apply.apply_gag, settings)
-
-
-def run(model, tiny, **kwargs):
-    return tiny_models.sample(model, tiny, steps=kwargs.pop("steps", STEPS), **kwargs)
+def api(nodes_api):
+    return nodes_api
 
 
 def heads_first(t, heads, kwargs):
@@ -162,9 +144,9 @@ def reference(call, family, params):
 def test_alpha_one_is_exact_and_defaults_change_the_output(family, api):
     tiny = tiny_zoo.BUILDERS[family.name]()
     plain = run(tiny.patcher, tiny, steps=1)
-    identity = run(api.apply_gag(tiny.patcher, api.settings(alpha=1.0)), tiny, steps=1)
+    identity = run(api["apply_gag"](tiny.patcher, settings(api, alpha=1.0)), tiny, steps=1)
     torch.testing.assert_close(identity, plain, atol=1e-4, rtol=1e-4)
-    guided = run(api.apply_gag(tiny.patcher, api.settings()), tiny, steps=1)
+    guided = run(api["apply_gag"](tiny.patcher, settings(api)), tiny, steps=1)
     assert (guided - plain).abs().max() > max(20 * (identity - plain).abs().max(), 1e-4)
 
 
@@ -183,7 +165,7 @@ class Kinds(list):
 def test_only_text_attention_changes_and_matches_the_reference(family, api):
     tiny = tiny_zoo.BUILDERS[family.name]()
     kinds = Kinds()
-    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(**PARAMS), observer=kinds), family)
+    recorder = Recorder(api["apply_gag"](tiny.patcher, settings(api, **PARAMS), observer=kinds), family)
     run(recorder.model, tiny, steps=1)
     text_calls = family.blocks_per_step  # one evaluation: cond and uncond share a batch
     assert recorder.roles(changed=True) == {"text": text_calls}
@@ -197,13 +179,13 @@ def test_only_text_attention_changes_and_matches_the_reference(family, api):
 
 def test_blocks_select_and_name_the_family_blocks(family, api):
     tiny = tiny_zoo.BUILDERS[family.name]()
-    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(blocks="double:1", **PARAMS)), family)
+    recorder = Recorder(api["apply_gag"](tiny.patcher, settings(api, blocks="double:1", **PARAMS)), family)
     run(recorder.model, tiny, steps=1)  # one model evaluation: its text calls come block by block, doubles first
     assert [c["changed"] for c in recorder.calls if c["role"] == "text"] == [
         i == 1 for i in range(family.blocks_per_step)]
     assert recorder.roles(changed=True) == {"text": 1}
     with pytest.raises(ValueError, match=f"blocks 'input output' selects no attention layer of {family.blocks}"):
-        api.apply_gag(tiny.patcher, api.settings(blocks="input output"))
+        api["apply_gag"](tiny.patcher, settings(api, blocks="input output"))
 
 
 def test_step_window_and_no_leak(family, api):
@@ -211,10 +193,10 @@ def test_step_window_and_no_leak(family, api):
     parallel_clone = tiny.patcher.clone()
     pristine = (copy.deepcopy(tiny.patcher.model_options), dict(tiny.patcher.wrappers))
     plain = run(tiny.patcher, tiny)
-    outside = Recorder(api.apply_gag(tiny.patcher, api.settings(start=1.0, end=1.0)), family)
+    outside = Recorder(api["apply_gag"](tiny.patcher, settings(api, start=1.0, end=1.0)), family)
     assert torch.equal(run(outside.model, tiny), plain)
     assert not any(c["changed"] for c in outside.calls)
-    first_step = Recorder(api.apply_gag(tiny.patcher, api.settings(start=0.0, end=0.1)), family)
+    first_step = Recorder(api["apply_gag"](tiny.patcher, settings(api, start=0.0, end=0.1)), family)
     run(first_step.model, tiny)
     evaluations = len(first_step.calls) // STEPS
     assert any(c["changed"] for c in first_step.calls[:evaluations])
@@ -227,7 +209,7 @@ def test_step_window_and_no_leak(family, api):
 
 def test_cond_only_leaves_uncond_rows_unchanged(family, api):
     tiny = tiny_zoo.BUILDERS[family.name]()
-    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(cond_only=True)), family)
+    recorder = Recorder(api["apply_gag"](tiny.patcher, settings(api, cond_only=True)), family)
     run(recorder.model, tiny, steps=1, cfg=3.0)
     guided = [c for c in recorder.calls if c["role"] == "text"]
     assert guided
@@ -254,10 +236,10 @@ def test_another_override_is_chained(family, api):
     plain = run(base, tiny, steps=1)
     n_prior = len(prior_calls)
     assert n_prior > 0
-    identity = run(api.apply_gag(base, api.settings(alpha=1.0)), tiny, steps=1)
+    identity = run(api["apply_gag"](base, settings(api, alpha=1.0)), tiny, steps=1)
     assert len(prior_calls) == 2 * n_prior  # every call, guided or not, still goes through it
     torch.testing.assert_close(identity, plain, atol=1e-4, rtol=1e-4)
-    recorder = Recorder(api.apply_gag(base, api.settings(**PARAMS)), family)
+    recorder = Recorder(api["apply_gag"](base, settings(api, **PARAMS)), family)
     guided = run(recorder.model, tiny, steps=1)
     assert len(prior_calls) == 3 * n_prior
     assert (guided - plain).abs().max() > max(20 * (identity - plain).abs().max(), 1e-4)
@@ -271,11 +253,12 @@ def test_a_host_without_block_ids_warns_and_leaves_the_model_alone(pack, api, ca
     from the refiners, and Apply GAG says so instead of guessing."""
     reason = tiny_zoo.missing("z_image")
     if reason is None or not reason.startswith("block ids"):
-        pytest.skip(f"ComfyUI {host_version()} passes block ids to NextDiT's attention (or lacks NextDiT)")
+        version = ".".join(map(str, comfy_host.host_version()))
+        pytest.skip(f"ComfyUI {version} passes block ids to NextDiT's attention (or lacks NextDiT)")
     tiny = tiny_zoo.BUILDERS["z_image"]()
     plain = run(tiny.patcher, tiny)
     with caplog.at_level("WARNING"):
-        assert torch.equal(run(api.apply_gag(tiny.patcher, api.settings()), tiny), plain)
+        assert torch.equal(run(api["apply_gag"](tiny.patcher, settings(api)), tiny), plain)
     assert "passes no block ids" in caplog.text
 
 
@@ -284,7 +267,7 @@ def test_hunyuan_video_text_padding_mask(pack, api):
     dense or the sparse map, as in the float64 reference."""
     family = require("hunyuan_video")
     tiny = tiny_zoo.hunyuan_video(padded_tokens=3)
-    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings(**PARAMS)), family)
+    recorder = Recorder(api["apply_gag"](tiny.patcher, settings(api, **PARAMS)), family)
     run(recorder.model, tiny, steps=1, cfg=1.0)  # HunyuanVideo is guidance-distilled: CFG 1
     guided = [c for c in recorder.calls if c["changed"]]
     assert len(guided) == family.blocks_per_step
@@ -307,7 +290,7 @@ def test_families_out_of_reach_are_refused_with_the_reason(name, model_class, pa
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_stays_finite(family, dtype, api):
     tiny = tiny_zoo.BUILDERS[family.name](dtype=dtype)
-    recorder = Recorder(api.apply_gag(tiny.patcher, api.settings()), family)
+    recorder = Recorder(api["apply_gag"](tiny.patcher, settings(api)), family)
     out = run(recorder.model, tiny, steps=1)
     assert bool(torch.isfinite(out).all())
     guided = [c for c in recorder.calls if c["changed"]]
@@ -324,5 +307,5 @@ def test_z_image_with_reference_latents_warns_and_stays_unguided(pack, api, capl
         conditioning[0][1]["reference_latents"] = [reference]
     plain = run(tiny.patcher, tiny, steps=1)
     with caplog.at_level("WARNING"):
-        assert torch.equal(run(api.apply_gag(tiny.patcher, api.settings()), tiny, steps=1), plain)
+        assert torch.equal(run(api["apply_gag"](tiny.patcher, settings(api)), tiny, steps=1), plain)
     assert "with ref_latents its text length is unknown" in caplog.text

@@ -14,7 +14,6 @@ import sys
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from devtools import comfy_host, demo
 from devtools.comfy_host import REPO_ROOT
@@ -38,11 +37,6 @@ def cached_nodes(entry: dict) -> list:
     """Node ids the server answered from its cache for a finished prompt."""
     return [node for event, data in entry["status"]["messages"] if event == "execution_cached"
             for node in data["nodes"]]
-
-
-def saved_latent(server, entry: dict) -> torch.Tensor:
-    (file,) = demo.output_files(entry, "latents")
-    return load_file(server.home / "output" / file["subfolder"] / file["filename"])["latent_tensor"]
 
 
 def test_object_info_lists_the_gag_nodes(server, object_info):
@@ -96,9 +90,9 @@ def test_queued_prompts_do_not_leak_guidance(server, object_info):
 
     assert "1" in cached_nodes(plain)      # the loader's model object is shared ...
     assert "7" not in cached_nodes(plain)  # ... and the sampler really ran again
-    reference = saved_latent(server, alone)
-    assert torch.equal(saved_latent(server, plain), reference)
-    assert not torch.allclose(saved_latent(server, guided), reference)
+    reference = demo.saved_latent(server, alone)
+    assert torch.equal(demo.saved_latent(server, plain), reference)
+    assert not torch.allclose(demo.saved_latent(server, guided), reference)
 
 
 def test_out_of_range_widget_is_rejected_naming_the_input(server, object_info):

@@ -15,9 +15,6 @@ import torch
 
 pytestmark = pytest.mark.host_independent  # gag_core only: CI runs it on the first host alone
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
 try:
     import triton  # noqa: F401
 except ImportError:  # a contributor machine without requirements-dev.txt installed

@@ -14,7 +14,6 @@ import json
 import av
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from devtools import demo, stand_in_files
 from devtools.comfy_host import REPO_ROOT
@@ -74,12 +73,12 @@ def test_shipped_wan_workflow_passes_the_servers_validation(server):
     prompt = to_api(WORKFLOW, server.object_info())
     ids = node_ids(prompt)
     prompt[ids["CLIPLoader"]]["class_type"] = "GAGTinyCLIPLoader"
-    answer = server.post_json("/gag_stand_in/validate", {"prompt": prompt})
+    answer = server.validate(prompt)
     assert answer["valid"] and not answer["node_errors"], answer
     assert answer["outputs"] == [ids["SaveVideo"]]
     # control: a file the server does not have is refused, naming the input
     prompt[ids["Low-noise expert"]]["inputs"]["unet_name"] = "wan2.2_t2v_low_noise_14B_fp16.safetensors"
-    answer = server.post_json("/gag_stand_in/validate", {"prompt": prompt})
+    answer = server.validate(prompt)
     assert not answer["valid"]
     errors = answer["node_errors"][ids["Low-noise expert"]]["errors"]
     assert any(error["extra_info"]["input_name"] == "unet_name" for error in errors)
@@ -92,8 +91,7 @@ def test_shipped_wan_workflow_guides_both_experts_and_saves_a_video(server):
         prefix = "wan_" + ("_".join(guided) or "plain")
         entry = server.wait_for(server.queue_prompt(wan_prompt(object_info, guided=guided, prefix=prefix)),
                                 timeout=300)
-        (latent,) = demo.output_files(entry, "latents")
-        latents[guided] = load_file(server.home / "output" / latent["subfolder"] / latent["filename"])["latent_tensor"]
+        latents[guided] = demo.saved_latent(server, entry)
         if guided == EXPERTS:
             (video,) = demo.output_files(entry)
             with av.open(io.BytesIO(server.view(video))) as container:
